@@ -1,0 +1,24 @@
+# `make main` and `make test` each set themselves up from a fresh clone (a venv in .venv).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= dev
+OUTPUT_DIR ?= runs/main
+
+.PHONY: main test lint clean
+
+$(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --editable ".[$(EXTRAS)]"
+	touch $@
+
+main: $(VENV)/.installed-$(EXTRAS)
+	$(PY) -m ghostnet_keras.report --output_dir $(OUTPUT_DIR)
+
+test: $(VENV)/.installed-$(EXTRAS)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -ra
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

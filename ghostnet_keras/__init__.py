@@ -1,0 +1,48 @@
+"""GhostNet for Keras 3: building blocks, models, reference weights and a profiler."""
+
+from ghostnet_keras.blocks import (
+    ghost_bottleneck,
+    ghost_module,
+    hard_sigmoid_gate,
+    make_divisible,
+    squeeze_excite,
+)
+from ghostnet_keras.channel_slice import ChannelSlice
+from ghostnet_keras.ghostnet import (
+    GhostNet,
+    GhostNet050,
+    GhostNet100,
+    GhostNet130,
+    feature_extractor,
+)
+from ghostnet_keras.imagenet import decode_predictions, normalize_input, preprocess_input
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChannelSlice",
+    "GhostNet",
+    "GhostNet050",
+    "GhostNet100",
+    "GhostNet130",
+    "ModelProfile",
+    "decode_predictions",
+    "feature_extractor",
+    "ghost_bottleneck",
+    "ghost_module",
+    "hard_sigmoid_gate",
+    "make_divisible",
+    "normalize_input",
+    "preprocess_input",
+    "profile",
+    "squeeze_excite",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The profiler is imported lazily so that `python -m ghostnet_keras.profiler` runs cleanly.
+    if name in ("profile", "ModelProfile"):
+        from ghostnet_keras import profiler
+
+        return getattr(profiler, name)
+    raise AttributeError(f"module 'ghostnet_keras' has no attribute {name!r}")

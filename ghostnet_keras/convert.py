@@ -1,0 +1,74 @@
+"""Converts a reference PyTorch GhostNet checkpoint to Keras weights, without PyTorch.
+
+Usage:
+
+    ghostnet-convert --checkpoint=state_dict_73.98.pth --output=ghostnet_100.weights.h5
+    python -m ghostnet_keras.convert --checkpoint=model.safetensors --width=1.3 \
+        --output=ghostnet_130.keras
+
+The width must be that of the checkpoint; the number of classes is read from it. The output is
+written to a temporary file and moved into place only after the weights loaded strictly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("checkpoint", None, "Reference checkpoint (.pth, .pt, .bin, .safetensors).")
+flags.DEFINE_string("output", None, "Output file: `.weights.h5` (weights) or `.keras` (model).")
+flags.DEFINE_float("width", 1.0, "Width multiplier of the checkpoint's GhostNet.")
+
+
+def convert_checkpoint(checkpoint: str | Path, output: str | Path, width: float = 1.0) -> Path:
+    """Converts a reference checkpoint into a Keras `.weights.h5` or `.keras` file.
+
+    Args:
+        checkpoint: path to a checkpoint in the reference PyTorch layout.
+        output: destination, ending with `.weights.h5` or `.keras`.
+        width: width multiplier of the checkpoint's model.
+
+    Returns:
+        The path written.
+
+    Raises:
+        WeightsError: when the checkpoint does not fit a GhostNet of that width.
+        ValueError: for an unreadable checkpoint or a bad output name.
+    """
+    from ghostnet_keras.checkpoints import read_state_dict
+    from ghostnet_keras.ghostnet import GhostNet
+    from ghostnet_keras.weights import (
+        WeightsError,
+        load_reference_state_dict,
+        write_weights_atomically,
+    )
+
+    output = Path(output)
+    if not output.name.endswith((".weights.h5", ".keras")):
+        raise ValueError(f"--output must end with .weights.h5 or .keras; received {output}.")
+    state_dict = read_state_dict(checkpoint)
+    if "classifier.weight" not in state_dict:
+        raise WeightsError(f"{checkpoint} has no tensor 'classifier.weight' (not a GhostNet).")
+    classes = int(state_dict["classifier.weight"].shape[0])
+    model = GhostNet(width=width, classes=classes, input_shape=(None, None, 3))
+    load_reference_state_dict(model, state_dict, source=str(checkpoint))
+    return write_weights_atomically(model, output)
+
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    written = convert_checkpoint(FLAGS.checkpoint, FLAGS.output, FLAGS.width)
+    print(f"wrote {written}")
+
+
+def main_entry() -> None:
+    """Console-script entry point (`ghostnet-convert`)."""
+    flags.mark_flags_as_required(["checkpoint", "output"])
+    app.run(main)
+
+
+if __name__ == "__main__":
+    main_entry()

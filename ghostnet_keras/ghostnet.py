@@ -1,0 +1,401 @@
+"""GhostNet for Keras 3, with the keras.applications interface.
+
+Reference:
+    [GhostNet: More Features from Cheap Operations](https://arxiv.org/abs/1911.11907)
+    (CVPR 2020)
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any, NamedTuple
+
+import keras
+
+from ghostnet_keras import imagenet
+from ghostnet_keras.blocks import conv_bn, ghost_bottleneck, make_divisible
+
+
+class BlockSpec(NamedTuple):
+    """One Ghost bottleneck of the GhostNet table (paper table 1)."""
+
+    kernel_size: int
+    expansion: int
+    out_channels: int
+    se_ratio: float
+    strides: int
+
+
+# Stages as in the reference code: the weights are keyed `blocks.{stage}.{index}`, and layer
+# names here are `block{stage}{letter}` with the same stage number (`blocks.6.3` is `block6d`).
+STAGES: tuple[tuple[BlockSpec, ...], ...] = (
+    (BlockSpec(3, 16, 16, 0.0, 1),),
+    (BlockSpec(3, 48, 24, 0.0, 2),),
+    (BlockSpec(3, 72, 24, 0.0, 1),),
+    (BlockSpec(5, 72, 40, 0.25, 2),),
+    (BlockSpec(5, 120, 40, 0.25, 1),),
+    (BlockSpec(3, 240, 80, 0.0, 2),),
+    (
+        BlockSpec(3, 200, 80, 0.0, 1),
+        BlockSpec(3, 184, 80, 0.0, 1),
+        BlockSpec(3, 184, 80, 0.0, 1),
+        BlockSpec(3, 480, 112, 0.25, 1),
+        BlockSpec(3, 672, 112, 0.25, 1),
+    ),
+    (BlockSpec(5, 672, 160, 0.25, 2),),
+    (
+        BlockSpec(5, 960, 160, 0.0, 1),
+        BlockSpec(5, 960, 160, 0.25, 1),
+        BlockSpec(5, 960, 160, 0.0, 1),
+        BlockSpec(5, 960, 160, 0.25, 1),
+    ),
+)
+STEM_CHANNELS = 16
+TOP_CHANNELS = 960
+HEAD_CHANNELS = 1280
+DEFAULT_SIZE = 224
+MIN_SIZE = 32
+
+# Output of each stride, as in timm's `features_only` GhostNet (stride 32 is the 960-channel
+# `top` conv, timm's `blocks.9`).
+FEATURE_LAYERS = {
+    2: "block0a_add",
+    4: "block2a_add",
+    8: "block4a_add",
+    16: "block6e_add",
+    32: "top_relu",
+}
+
+# The published ImageNet weights (timm `ghostnet_100.in1k`, ported from the official
+# `state_dict_73.98.pth`): 73.98% top-1 / 91.46% top-5.
+IMAGENET_WEIGHTS_URL = (
+    "https://huggingface.co/timm/ghostnet_100.in1k/resolve/main/model.safetensors"
+)
+IMAGENET_WIDTH = 1.0
+
+BASE_DOCSTRING = """Instantiates the GhostNet{width_text} architecture.
+
+Reference:
+- [GhostNet: More Features from Cheap Operations](https://arxiv.org/abs/1911.11907)
+  (CVPR 2020)
+
+The architecture, weight layout and numerics are those of the reference PyTorch code (official
+and timm), so the published ImageNet weights reproduce their logits. With width 1.0 the model
+has 5.18M parameters (5.20M counting BatchNorm moving statistics) and 141.15M multiply-adds at
+224 x 224.
+
+Note: each Keras Application expects a specific kind of input preprocessing. For GhostNet,
+preprocessing is included in the model by default (`include_preprocessing=True`): the model
+takes RGB inputs with values in [0, 255]. `ghostnet_keras.preprocess_input` is a pass-through.
+The reference evaluation resizes the shorter side to 256 (bicubic) and centre-crops 224.
+
+Args:{width_arg}
+    include_top: whether to include the classification head (global pool, 1x1 conv to 1280 with
+        bias, ReLU, dropout and the dense classifier). Defaults to `True`. Without it the model
+        ends with the 960-channel feature map (stride 32).
+    weights: one of `None` (random initialization), `"imagenet"` (the published ImageNet
+        weights, width 1.0 only; downloaded once from the Hugging Face hub with
+        `keras.utils.get_file` and converted and cached in the Keras cache directory), or the
+        path to a weights file: `.weights.h5` or `.keras` (Keras), `.safetensors` or `.pth`
+        (the reference PyTorch layout; PyTorch is not needed to read them). Defaults to `None`.
+    input_tensor: optional Keras tensor (i.e. output of `keras.Input()`) to use as image input
+        for the model.
+    input_shape: optional shape tuple `(height, width, 3)`. Height and width may be `None`
+        (any size; the weights do not depend on it) or at least 32. Defaults to
+        `(224, 224, 3)`.
+    pooling: optional pooling mode for feature extraction when `include_top` is `False`:
+        `None` (the 4D output of the last conv), `"avg"` or `"max"` (global pooling, 2D
+        output).
+    classes: optional number of classes to classify images into, only to be specified if
+        `include_top` is `True` and if no `weights` argument is specified. Defaults to `1000`.
+    classifier_activation: a `str` or callable. The activation function to use on the "top"
+        layer. Ignored unless `include_top=True`. Set `classifier_activation=None` to return
+        the logits of the "top" layer. Defaults to `"softmax"`. When loading pretrained
+        weights, `classifier_activation` can only be `None` or `"softmax"`.
+    dropout_rate: dropout rate before the classifier. Defaults to `0.2`.
+    include_preprocessing: whether the model normalises its inputs itself (RGB in [0, 255] ->
+        `(x / 255 - mean) / std` with the ImageNet mean and std). Defaults to `True`.
+    name: the name of the model (string). Defaults to `"ghostnet_{{width}}"`.
+
+Returns:
+    A model instance (a flat functional `keras.Model` of built-in layers).
+"""
+
+
+def _width_tag(width: float) -> str:
+    return f"{round(width * 100):03d}" if abs(width * 100 - round(width * 100)) < 1e-9 else (
+        str(width).replace(".", "_")
+    )
+
+
+def _validate_input_shape(
+    input_shape: tuple[int | None, ...] | None, input_tensor: Any, needs_rgb: bool
+) -> tuple[int | None, ...] | None:
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "GhostNet supports only the 'channels_last' data format; "
+            f"keras.config.image_data_format() is {keras.config.image_data_format()!r}."
+        )
+    if input_shape is None:
+        if input_tensor is not None:
+            return None
+        return (DEFAULT_SIZE, DEFAULT_SIZE, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"`input_shape` must be a tuple (height, width, channels); received {input_shape}."
+        )
+    height, width, channels = input_shape
+    for dim, label in ((height, "height"), (width, "width")):
+        if dim is not None and dim < MIN_SIZE:
+            raise ValueError(
+                f"Input size must be at least {MIN_SIZE}x{MIN_SIZE}; received input_shape="
+                f"{input_shape} ({label} {dim})."
+            )
+    if channels is None or channels < 1:
+        raise ValueError(f"`input_shape` needs a known channel count; received {input_shape}.")
+    if needs_rgb and channels != 3:
+        raise ValueError(
+            "With `include_preprocessing=True` or pretrained weights the input must have 3 "
+            f"(RGB) channels; received input_shape={input_shape}."
+        )
+    return input_shape
+
+
+def _validate_arguments(
+    width: float,
+    include_top: bool,
+    weights: str | os.PathLike | None,
+    pooling: str | None,
+    classes: int,
+    classifier_activation: Any,
+    dropout_rate: float,
+) -> None:
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"`width` must be a number > 0 (e.g. 0.5, 1.0, 1.3); received {width!r}.")
+    if not (weights is None or weights == "imagenet" or os.path.exists(weights)):
+        raise ValueError(
+            "The `weights` argument should be either `None` (random initialization), "
+            "`imagenet` (pre-training on ImageNet), or the path to the weights file to be "
+            f"loaded (.weights.h5, .keras, .safetensors or .pth); received weights={weights!r}, "
+            "which is not an existing file."
+        )
+    if weights == "imagenet" and abs(width - IMAGENET_WIDTH) > 1e-9:
+        raise ValueError(
+            f"ImageNet weights exist only for width {IMAGENET_WIDTH}; received width={width}. "
+            "Use weights=None or a path to your own weights."
+        )
+    if weights == "imagenet" and include_top and classes != imagenet.NUM_CLASSES:
+        raise ValueError(
+            'If using `weights="imagenet"` with `include_top=True`, `classes` should be '
+            f"{imagenet.NUM_CLASSES}. Received classes={classes}"
+        )
+    if include_top and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
+        raise ValueError(f"`classes` must be a positive integer; received {classes!r}.")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(
+            f"`pooling` must be one of None, 'avg' or 'max'; received pooling={pooling!r}."
+        )
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"`dropout_rate` must be in [0, 1); received {dropout_rate!r}.")
+    if weights is not None and include_top:
+        allowed = (keras.activations.get("softmax"), keras.activations.get(None))
+        if keras.activations.get(classifier_activation) not in allowed:
+            raise ValueError(
+                "Only `None` and `softmax` activations are allowed for the "
+                "`classifier_activation` argument when using pretrained weights; received "
+                f"classifier_activation={classifier_activation!r}."
+            )
+
+
+def build_ghostnet(
+    width: float = 1.0,
+    include_top: bool = True,
+    input_tensor: Any = None,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Any = "softmax",
+    dropout_rate: float = 0.2,
+    include_preprocessing: bool = True,
+    name: str | None = None,
+    keras_module: ModuleType = keras,
+) -> Any:
+    """Builds the GhostNet graph (no weights, no validation) with a given Keras module.
+
+    The one definition of the architecture: `GhostNet` calls it with Keras 3, the QAT path with
+    `tf_keras`. Both produce the same layer names, so weights copy by name.
+    """
+    layers = keras_module.layers
+    if input_tensor is None:
+        img_input = layers.Input(shape=input_shape)
+    elif not keras_module.backend.is_keras_tensor(input_tensor):
+        img_input = layers.Input(tensor=input_tensor, shape=input_shape)
+    else:
+        img_input = input_tensor
+
+    x = img_input
+    if include_preprocessing:
+        scale, offset = imagenet.normalization_constants()
+        x = layers.Rescaling(scale=scale, offset=offset, name="preprocessing")(x)
+    x = conv_bn(x, make_divisible(STEM_CHANNELS * width), 3, strides=2, name="stem", layers=layers)
+    for stage_index, stage in enumerate(STAGES):
+        for block_index, spec in enumerate(stage):
+            x = ghost_bottleneck(
+                x,
+                mid_channels=make_divisible(spec.expansion * width),
+                out_channels=make_divisible(spec.out_channels * width),
+                kernel_size=spec.kernel_size,
+                strides=spec.strides,
+                se_ratio=spec.se_ratio,
+                name=f"block{stage_index}{chr(ord('a') + block_index)}",
+                layers=layers,
+            )
+    x = conv_bn(x, make_divisible(TOP_CHANNELS * width), 1, name="top", layers=layers)
+
+    if include_top:
+        x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
+        x = layers.Conv2D(HEAD_CHANNELS, 1, use_bias=True, name="head_conv")(x)
+        x = layers.ReLU(name="head_relu")(x)
+        x = layers.Flatten(name="flatten")(x)
+        if dropout_rate > 0:
+            x = layers.Dropout(dropout_rate, name="dropout")(x)
+        # float32 so that the outputs stay float32 under a mixed precision policy.
+        x = layers.Dense(
+            classes, activation=classifier_activation, dtype="float32", name="predictions"
+        )(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    if input_tensor is not None:
+        inputs = keras_module.utils.get_source_inputs(input_tensor)
+    else:
+        inputs = img_input
+    return keras_module.Model(inputs, x, name=name or f"ghostnet_{_width_tag(width)}")
+
+
+def GhostNet(
+    width: float = 1.0,
+    include_top: bool = True,
+    weights: str | os.PathLike | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Any = "softmax",
+    dropout_rate: float = 0.2,
+    include_preprocessing: bool = True,
+    name: str | None = None,
+) -> keras.Model:
+    _validate_arguments(
+        width, include_top, weights, pooling, classes, classifier_activation, dropout_rate
+    )
+    input_shape = _validate_input_shape(
+        input_shape, input_tensor, needs_rgb=include_preprocessing or weights is not None
+    )
+    model = build_ghostnet(
+        width=float(width),
+        include_top=include_top,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout_rate=dropout_rate,
+        include_preprocessing=include_preprocessing,
+        name=name,
+    )
+    if weights is not None:
+        from ghostnet_keras.weights import load_ghostnet_weights
+
+        load_ghostnet_weights(model, weights, width=float(width))
+    return model
+
+
+def _fixed_width_constructor(width: float, public_name: str) -> Any:
+    def constructor(
+        include_top: bool = True,
+        weights: str | os.PathLike | None = None,
+        input_tensor: Any = None,
+        input_shape: tuple[int | None, ...] | None = None,
+        pooling: str | None = None,
+        classes: int = 1000,
+        classifier_activation: Any = "softmax",
+        dropout_rate: float = 0.2,
+        include_preprocessing: bool = True,
+        name: str | None = None,
+    ) -> keras.Model:
+        return GhostNet(
+            width=width,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            dropout_rate=dropout_rate,
+            include_preprocessing=include_preprocessing,
+            name=name,
+        )
+
+    constructor.__name__ = constructor.__qualname__ = public_name
+    constructor.__doc__ = BASE_DOCSTRING.format(width_text=f" {width}x", width_arg="")
+    return constructor
+
+
+GhostNet.__doc__ = BASE_DOCSTRING.format(
+    width_text="",
+    width_arg=(
+        "\n    width: width multiplier, any number > 0 (0.5, 1.0 and 1.3 are the paper's). Every"
+        "\n        channel count but the 1280 head is scaled and rounded to a multiple of 4."
+        "\n        Defaults to `1.0`."
+    ),
+)
+GhostNet050 = _fixed_width_constructor(0.5, "GhostNet050")
+GhostNet100 = _fixed_width_constructor(1.0, "GhostNet100")
+GhostNet130 = _fixed_width_constructor(1.3, "GhostNet130")
+
+
+def feature_extractor(
+    model: keras.Model, strides: tuple[int, ...] = (4, 8, 16, 32), name: str | None = None
+) -> keras.Model:
+    """Returns a model that outputs the multi-scale features of a GhostNet, for detection.
+
+    The outputs are a dict `{"stride_4": ..., "stride_8": ..., ...}`: for each stride, the
+    output of the last block at that resolution (the same points as timm's `features_only`).
+    The feature model shares layers (and weights) with `model`.
+
+    Example:
+
+    ```python
+    backbone = ghostnet_keras.GhostNet(include_top=False, input_shape=(None, None, 3))
+    features = ghostnet_keras.feature_extractor(backbone)
+    maps = features(images)  # maps["stride_8"]: (N, H/8, W/8, 40)
+    ```
+
+    Args:
+        model: a GhostNet model (any width, with or without top).
+        strides: which of 2, 4, 8, 16, 32 to return. Defaults to `(4, 8, 16, 32)`.
+        name: name of the feature model. Defaults to `"{model.name}_features"`.
+
+    Returns:
+        A functional `keras.Model` with a dict output.
+    """
+    unknown = [s for s in strides if s not in FEATURE_LAYERS]
+    if unknown or not strides:
+        raise ValueError(
+            f"`strides` must be a non-empty subset of {tuple(FEATURE_LAYERS)}; received {strides}."
+        )
+    outputs = {}
+    for stride in strides:
+        try:
+            outputs[f"stride_{stride}"] = model.get_layer(FEATURE_LAYERS[stride]).output
+        except ValueError as error:
+            raise ValueError(
+                f"{model.name!r} is not a GhostNet: it has no layer {FEATURE_LAYERS[stride]!r}."
+            ) from error
+    return keras.Model(model.inputs, outputs, name=name or f"{model.name}_features")
