@@ -8,6 +8,7 @@ from ghostnet_keras.blocks import (
     squeeze_excite,
 )
 from ghostnet_keras.channel_slice import ChannelSlice
+from ghostnet_keras.ghostify import ghostify
 from ghostnet_keras.ghostnet import (
     GhostNet,
     GhostNet050,
@@ -16,6 +17,7 @@ from ghostnet_keras.ghostnet import (
     feature_extractor,
 )
 from ghostnet_keras.imagenet import decode_predictions, normalize_input, preprocess_input
+from ghostnet_keras.resnet import GhostResNet50
 
 __version__ = "0.1.0"
 
@@ -25,11 +27,13 @@ __all__ = [
     "GhostNet050",
     "GhostNet100",
     "GhostNet130",
+    "GhostResNet50",
     "ModelProfile",
     "decode_predictions",
     "feature_extractor",
     "ghost_bottleneck",
     "ghost_module",
+    "ghostify",
     "hard_sigmoid_gate",
     "make_divisible",
     "normalize_input",

@@ -14,6 +14,14 @@ from typing import Any, NamedTuple
 import keras
 
 from ghostnet_keras import imagenet
+from ghostnet_keras.arguments import (
+    image_input,
+    model_inputs,
+    normalization_layer,
+    validate_head,
+    validate_input_shape,
+    validate_weights_path,
+)
 from ghostnet_keras.blocks import conv_bn, ghost_bottleneck, make_divisible
 
 
@@ -55,7 +63,6 @@ STEM_CHANNELS = 16
 TOP_CHANNELS = 960
 HEAD_CHANNELS = 1280
 DEFAULT_SIZE = 224
-MIN_SIZE = 32
 
 # Output of each stride, as in timm's `features_only` GhostNet (stride 32 is the 960-channel
 # `top` conv, timm's `blocks.9`).
@@ -129,40 +136,6 @@ def _width_tag(width: float) -> str:
     )
 
 
-def _validate_input_shape(
-    input_shape: tuple[int | None, ...] | None, input_tensor: Any, needs_rgb: bool
-) -> tuple[int | None, ...] | None:
-    if keras.config.image_data_format() != "channels_last":
-        raise ValueError(
-            "GhostNet supports only the 'channels_last' data format; "
-            f"keras.config.image_data_format() is {keras.config.image_data_format()!r}."
-        )
-    if input_shape is None:
-        if input_tensor is not None:
-            return None
-        return (DEFAULT_SIZE, DEFAULT_SIZE, 3)
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3:
-        raise ValueError(
-            f"`input_shape` must be a tuple (height, width, channels); received {input_shape}."
-        )
-    height, width, channels = input_shape
-    for dim, label in ((height, "height"), (width, "width")):
-        if dim is not None and dim < MIN_SIZE:
-            raise ValueError(
-                f"Input size must be at least {MIN_SIZE}x{MIN_SIZE}; received input_shape="
-                f"{input_shape} ({label} {dim})."
-            )
-    if channels is None or channels < 1:
-        raise ValueError(f"`input_shape` needs a known channel count; received {input_shape}.")
-    if needs_rgb and channels != 3:
-        raise ValueError(
-            "With `include_preprocessing=True` or pretrained weights the input must have 3 "
-            f"(RGB) channels; received input_shape={input_shape}."
-        )
-    return input_shape
-
-
 def _validate_arguments(
     width: float,
     include_top: bool,
@@ -174,13 +147,7 @@ def _validate_arguments(
 ) -> None:
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
         raise ValueError(f"`width` must be a number > 0 (e.g. 0.5, 1.0, 1.3); received {width!r}.")
-    if not (weights is None or weights == "imagenet" or os.path.exists(weights)):
-        raise ValueError(
-            "The `weights` argument should be either `None` (random initialization), "
-            "`imagenet` (pre-training on ImageNet), or the path to the weights file to be "
-            f"loaded (.weights.h5, .keras, .safetensors or .pth); received weights={weights!r}, "
-            "which is not an existing file."
-        )
+    validate_weights_path(weights, allowed=("imagenet",))
     if weights == "imagenet" and abs(width - IMAGENET_WIDTH) > 1e-9:
         raise ValueError(
             f"ImageNet weights exist only for width {IMAGENET_WIDTH}; received width={width}. "
@@ -191,22 +158,9 @@ def _validate_arguments(
             'If using `weights="imagenet"` with `include_top=True`, `classes` should be '
             f"{imagenet.NUM_CLASSES}. Received classes={classes}"
         )
-    if include_top and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
-        raise ValueError(f"`classes` must be a positive integer; received {classes!r}.")
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(
-            f"`pooling` must be one of None, 'avg' or 'max'; received pooling={pooling!r}."
-        )
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"`dropout_rate` must be in [0, 1); received {dropout_rate!r}.")
-    if weights is not None and include_top:
-        allowed = (keras.activations.get("softmax"), keras.activations.get(None))
-        if keras.activations.get(classifier_activation) not in allowed:
-            raise ValueError(
-                "Only `None` and `softmax` activations are allowed for the "
-                "`classifier_activation` argument when using pretrained weights; received "
-                f"classifier_activation={classifier_activation!r}."
-            )
+    validate_head(include_top, weights, pooling, classes, classifier_activation)
 
 
 def build_ghostnet(
@@ -228,17 +182,10 @@ def build_ghostnet(
     `tf_keras`. Both produce the same layer names, so weights copy by name.
     """
     layers = keras_module.layers
-    if input_tensor is None:
-        img_input = layers.Input(shape=input_shape)
-    elif not keras_module.backend.is_keras_tensor(input_tensor):
-        img_input = layers.Input(tensor=input_tensor, shape=input_shape)
-    else:
-        img_input = input_tensor
-
+    img_input = image_input(input_tensor, input_shape, keras_module)
     x = img_input
     if include_preprocessing:
-        scale, offset = imagenet.normalization_constants()
-        x = layers.Rescaling(scale=scale, offset=offset, name="preprocessing")(x)
+        x = normalization_layer(layers)(x)
     x = conv_bn(x, make_divisible(STEM_CHANNELS * width), 3, strides=2, name="stem", layers=layers)
     for stage_index, stage in enumerate(STAGES):
         for block_index, spec in enumerate(stage):
@@ -270,10 +217,7 @@ def build_ghostnet(
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
 
-    if input_tensor is not None:
-        inputs = keras_module.utils.get_source_inputs(input_tensor)
-    else:
-        inputs = img_input
+    inputs = model_inputs(input_tensor, img_input, keras_module)
     return keras_module.Model(inputs, x, name=name or f"ghostnet_{_width_tag(width)}")
 
 
@@ -293,8 +237,9 @@ def GhostNet(
     _validate_arguments(
         width, include_top, weights, pooling, classes, classifier_activation, dropout_rate
     )
-    input_shape = _validate_input_shape(
-        input_shape, input_tensor, needs_rgb=include_preprocessing or weights is not None
+    input_shape = validate_input_shape(
+        input_shape, input_tensor, DEFAULT_SIZE,
+        needs_rgb=include_preprocessing or weights is not None,
     )
     model = build_ghostnet(
         width=float(width),

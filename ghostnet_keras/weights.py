@@ -211,10 +211,7 @@ def copy_weights_by_name(source: Any, target: Any) -> None:
 
 def _load_keras_weights_file(model: keras.Model, path: str, width: float | None) -> None:
     if any(layer.name == "predictions" for layer in model.layers):
-        try:
-            model.load_weights(path)
-        except ValueError as error:
-            raise WeightsError(f"{path} does not match model {model.name!r}: {error}") from error
+        load_keras_weights(model, path)
         return
     import h5py
 
@@ -240,6 +237,25 @@ def _load_keras_weights_file(model: keras.Model, path: str, width: float | None)
     except ValueError as error:
         raise WeightsError(f"{path} does not match model {model.name!r}: {error}") from error
     copy_weights_by_name(full, model)
+
+
+def load_keras_weights(model: keras.Model, path: str | os.PathLike) -> None:
+    """Loads a Keras `.weights.h5` (same architecture) or `.keras` file (by layer name).
+
+    Raises:
+        WeightsError: when the file does not fit the model.
+        ValueError: for another file type.
+    """
+    path = os.fspath(path)
+    if path.endswith(".weights.h5"):
+        try:
+            model.load_weights(path)
+        except ValueError as error:
+            raise WeightsError(f"{path} does not match model {model.name!r}: {error}") from error
+    elif path.endswith(".keras"):
+        copy_weights_by_name(keras.saving.load_model(path, compile=False), model)
+    else:
+        raise ValueError(f"Unsupported weights file {path!r}: expected {KERAS_SUFFIXES}.")
 
 
 def load_ghostnet_weights(
@@ -268,8 +284,7 @@ def load_ghostnet_weights(
     elif name.endswith(".weights.h5"):
         _load_keras_weights_file(model, path, width)
     elif name.endswith(".keras"):
-        source = keras.saving.load_model(path, compile=False)
-        copy_weights_by_name(source, model)
+        load_keras_weights(model, path)
     else:
         raise ValueError(
             f"Unsupported weights file {path!r}: expected one of "
