@@ -30,6 +30,7 @@ Example:
 import keras
 
 from ghostnet_keras.ghostnet import GhostNet050, GhostNet100, GhostNet130
+from ghostnet_keras.resnet import GhostResNet50
 from ghostnet_keras import profiler
 
 result = profiler.profile(keras.applications.MobileNetV2(weights=None))
@@ -59,6 +60,7 @@ import keras
 from absl import app, flags
 
 from ghostnet_keras.ghostnet import GhostNet050, GhostNet100, GhostNet130
+from ghostnet_keras.resnet import GhostResNet50
 
 __all__ = [
     "BUILDERS",
@@ -81,6 +83,7 @@ BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "GhostNet050": GhostNet050,
     "GhostNet100": GhostNet100,
     "GhostNet130": GhostNet130,
+    "GhostResNet50": GhostResNet50,
     "ResNet50": keras.applications.ResNet50,
     "MobileNetV2": keras.applications.MobileNetV2,
     "MobileNetV3Large": keras.applications.MobileNetV3Large,
