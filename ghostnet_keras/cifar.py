@@ -48,6 +48,7 @@ def vgg16(
     classes: int = 10,
     input_shape: tuple[int, int, int] = CIFAR_SHAPE,
     include_preprocessing: bool = True,
+    classifier_activation: Any = "softmax",
     name: str = "vgg16_cifar",
 ) -> keras.Model:
     """The CIFAR VGG-16 of the paper's table 3 (15.0M parameters, 313M MACs at 32 x 32)."""
@@ -63,7 +64,9 @@ def vgg16(
     x = keras.layers.Flatten(name="flatten")(x) if input_shape[:2] == (32, 32) else \
         keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dense(512, activation="relu", name="fc1")(x)
-    x = keras.layers.Dense(classes, activation="softmax", dtype="float32", name="predictions")(x)
+    x = keras.layers.Dense(
+        classes, activation=classifier_activation, dtype="float32", name="predictions"
+    )(x)
     return keras.Model(inputs, x, name=name)
 
 
@@ -82,6 +85,7 @@ def resnet56(
     classes: int = 10,
     input_shape: tuple[int, int, int] = CIFAR_SHAPE,
     include_preprocessing: bool = True,
+    classifier_activation: Any = "softmax",
     name: str = "resnet56_cifar",
 ) -> keras.Model:
     """He et al.'s CIFAR ResNet-56 (0.85M parameters, 125M MACs at 32 x 32)."""
@@ -97,7 +101,9 @@ def resnet56(
             x = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
             x = keras.layers.ReLU(name=f"{prefix}_out")(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = keras.layers.Dense(classes, activation="softmax", dtype="float32", name="predictions")(x)
+    x = keras.layers.Dense(
+        classes, activation=classifier_activation, dtype="float32", name="predictions"
+    )(x)
     return keras.Model(inputs, x, name=name)
 
 

@@ -1,0 +1,734 @@
+"""Exports a GhostNet (or any Keras image classifier) as a TensorFlow Serving model.
+
+The export is a SavedModel in `<export_base>/<version>/`, the layout TF Serving watches. It is
+written to a hidden temporary folder beside it (`<export_base>/.tmp-<version>-*`, which TF
+Serving ignores) and renamed into place once complete; an existing version is only replaced
+with `--overwrite` (`overwrite=True`).
+
+Usage:
+
+    ghostnet-export-serving --model=ghostnet_100.keras --export_base=/srv/models/ghostnet
+    python -m ghostnet_keras.serving --width=1.0 --weights=ghostnet_100.weights.h5 \
+        --export_base=/srv/models/ghostnet --version=2 --top_k=5
+
+The model must take float RGB in [0, 255] (GhostNet's `include_preprocessing=True`, the
+default) and output `[N, classes]` probabilities (`classifier_activation="softmax"`) or logits
+(`classifier_activation=None`, detected, or forced with `--outputs_are_logits`); a softmax is
+added to logits so that every export has the same contract:
+
+- signature `serving_default`: input `image_bytes`, `tf.string` `[N]` (JPEG, PNG, GIF or BMP
+  bytes; the images of a batch may differ in size). Each image is decoded to RGB, its shorter
+  side resized to `round(image_size / 0.875)` (bicubic, antialiased) and centre-cropped to
+  `image_size` (default 224), all inside the graph.
+- signature `predict_images`: input `images`, `float32` `[N, H, W, 3]`, RGB in [0, 255],
+  already resized and cropped.
+- outputs of both (`OUTPUT_NAMES`): `probabilities` `float32` `[N, classes]`,
+  `top_k_indices` `int32` `[N, k]`, `top_k_scores` `float32` `[N, k]`, `top_k_labels`
+  `string` `[N, k]` (ImageNet class names for 1000 classes, `class_<i>` otherwise, or the
+  lines of `--labels`).
+- `assets.extra/tf_serving_warmup_requests` (TF Serving runs these `PredictionLog` records
+  when it loads the model) and `assets.extra/labels.txt`.
+
+Corrupt or empty image bytes fail the request with `INVALID_ARGUMENT` (HTTP 400) and a message
+naming the problem ("Unknown image file format", "image_bytes holds an empty string at batch
+index ...").
+
+Inspect an export:
+
+    saved_model_cli show --dir <export_base>/1 --all
+
+Serve it with Docker (the mount source must be an absolute path):
+
+    docker run -p 8501:8501 -p 8500:8500 \
+        --mount type=bind,source=<abs export_base>,target=/models/ghostnet \
+        -e MODEL_NAME=ghostnet tensorflow/serving
+
+or with the binary:
+
+    tensorflow_model_server --rest_api_port=8501 --port=8500 --model_name=ghostnet \
+        --model_base_path=<abs export_base>
+
+REST (`POST http://localhost:8501/v1/models/ghostnet:predict`): binary inputs are base64 in a
+`{"b64": ...}` object; the row format takes one object per image:
+
+    {"signature_name": "serving_default", "instances": [{"image_bytes": {"b64": "/9j/4AAQ..."}}]}
+
+for example
+
+    python -c 'import base64, json, sys; print(json.dumps({"signature_name": "serving_default",
+        "instances": [{"image_bytes": {"b64": base64.b64encode(open(p, "rb").read()).decode()}}
+                      for p in sys.argv[1:]]}))' cat.jpg dog.png > request.json
+    curl -X POST -d @request.json http://localhost:8501/v1/models/ghostnet:predict
+
+answers `{"predictions": [{"probabilities": [...], "top_k_indices": [...], "top_k_scores":
+[...], "top_k_labels": ["tabby", ...]}, ...]}` (one object per image; the columnar request
+`{"inputs": {"image_bytes": [{"b64": ...}]}}` answers `{"outputs": {...}}` instead).
+
+gRPC (port 8500, `pip install tensorflow-serving-api==2.21.0`):
+
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel("localhost:8500"))
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "ghostnet"
+    request.model_spec.signature_name = "serving_default"
+    with open("cat.jpg", "rb") as f:
+        request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([f.read()]))
+    response = stub.Predict(request, timeout=10.0)
+    labels = tf.make_ndarray(response.outputs["top_k_labels"])  # bytes, [N, k]
+    scores = tf.make_ndarray(response.outputs["top_k_scores"])
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+SERVING_SIGNATURE = "serving_default"
+IMAGES_SIGNATURE = "predict_images"
+SIGNATURE_NAMES = (SERVING_SIGNATURE, IMAGES_SIGNATURE)
+IMAGE_BYTES_INPUT = "image_bytes"
+IMAGES_INPUT = "images"
+# The output contract, pinned: every export (float, QAT-trained, logits or softmax) has these.
+OUTPUT_NAMES = ("probabilities", "top_k_indices", "top_k_scores", "top_k_labels")
+DEFAULT_IMAGE_SIZE = 224
+DEFAULT_TOP_K = 5
+CROP_FRACTION = 0.875
+DEFAULT_MODEL_NAME = "ghostnet"
+WARMUP_DIR = "assets.extra"
+WARMUP_FILE = "tf_serving_warmup_requests"
+LABELS_FILE = "labels.txt"
+
+_PROBABILITY_ACTIVATIONS = ("softmax",)
+_LOGIT_ACTIVATIONS = ("linear", "log_softmax")
+
+
+def resize_size(image_size: int) -> int:
+    """Shorter side before the centre crop: `round(image_size / 0.875)` (256 for 224)."""
+    return round(image_size / CROP_FRACTION)
+
+
+def _eval_preprocess(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Reference evaluation preprocessing of one decoded image, in the graph.
+
+    Resizes the shorter side to `resize_size(image_size)` (the longer side to
+    `floor(long * resize / short)`, as torchvision's `Resize(int)`), bicubic with antialiasing
+    (as PIL), rounds and clips to [0, 255] (as PIL's uint8 output), then centre-crops
+    `image_size` x `image_size` (offsets `round((side - image_size) / 2)`, as torchvision).
+
+    Args:
+        image: `[H, W, 3]` RGB, uint8 (or any real dtype with values in [0, 255]).
+        image_size: side of the square crop.
+
+    Returns:
+        `float32` `[image_size, image_size, 3]`, RGB in [0, 255].
+    """
+    target = resize_size(image_size)
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    short = tf.cast(tf.minimum(height, width), tf.float64)
+    long = tf.cast(tf.maximum(height, width), tf.float64)
+    new_long = tf.cast(tf.floor(long * target / short), tf.int32)
+    portrait = width <= height
+    new_height = tf.where(portrait, new_long, target)
+    new_width = tf.where(portrait, target, new_long)
+    resized = tf.image.resize(
+        image, tf.stack([new_height, new_width]), method="bicubic", antialias=True
+    )
+    resized = tf.round(tf.clip_by_value(resized, 0.0, 255.0))
+    top = tf.cast(tf.round(tf.cast(new_height - image_size, tf.float32) / 2.0), tf.int32)
+    left = tf.cast(tf.round(tf.cast(new_width - image_size, tf.float32) / 2.0), tf.int32)
+    crop = resized[top : top + image_size, left : left + image_size, :]
+    return tf.ensure_shape(tf.cast(crop, tf.float32), [image_size, image_size, 3])
+
+
+def _decode_and_preprocess(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
+    """JPEG/PNG/GIF/BMP bytes (scalar string) -> preprocessed `float32` crop."""
+    image = tf.io.decode_image(
+        image_bytes, channels=3, dtype=tf.uint8, expand_animations=False
+    )
+    return _eval_preprocess(image, image_size)
+
+
+def default_labels(num_classes: int) -> tuple[str, ...]:
+    """ImageNet class names for 1000 classes, else `class_0`, `class_1`, ..."""
+    if num_classes == 1000:
+        from ghostnet_keras import imagenet
+
+        return tuple(name for _, name in imagenet.class_index())
+    return tuple(f"class_{i}" for i in range(num_classes))
+
+
+def read_labels(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Reads a `labels.txt`: one class name per line, in model output order (UTF-8)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return tuple(line.strip() for line in lines)
+
+
+def _output_layer(model: keras.Model) -> Any:
+    try:
+        return model.outputs[0]._keras_history.operation
+    except (AttributeError, IndexError, TypeError):
+        return model.layers[-1] if getattr(model, "layers", None) else None
+
+
+def _activation_name(layer: Any) -> str | None:
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    if isinstance(activation, str):
+        return activation
+    return getattr(activation, "__name__", None)
+
+
+def detect_outputs_are_logits(model: keras.Model, image_size: int = 64) -> bool:
+    """Tells whether a classifier outputs logits (`True`) or probabilities (`False`).
+
+    Reads the activation of the layer that produces the output: `softmax` means
+    probabilities; `linear` (`classifier_activation=None`) or `log_softmax` mean logits (a
+    softmax of either gives the probabilities). When the output layer has no readable
+    activation (a wrapped or custom layer), runs the model on two random images and calls the
+    outputs probabilities when they are in [0, 1] and sum to 1.
+
+    Raises:
+        ValueError: for another activation (e.g. `sigmoid`, multi-label): pass
+            `outputs_are_logits` explicitly to export such a model anyway.
+    """
+    name = _activation_name(_output_layer(model))
+    if name in _PROBABILITY_ACTIVATIONS:
+        return False
+    if name in _LOGIT_ACTIVATIONS:
+        return True
+    if name is not None:
+        raise ValueError(
+            f"The model's output activation is {name!r}, neither softmax (probabilities) nor "
+            "linear (logits); pass outputs_are_logits (--outputs_are_logits or "
+            "--nooutputs_are_logits) explicitly."
+        )
+    height, width = _spatial_dims(model)
+    probe = np.random.default_rng(0).uniform(
+        0.0, 255.0, (2, height or image_size, width or image_size, 3)
+    ).astype(np.float32)
+    outputs = np.asarray(keras.ops.convert_to_numpy(model(probe, training=False)), np.float64)
+    is_distribution = bool(
+        np.all(outputs >= -1e-6)
+        and np.all(outputs <= 1.0 + 1e-6)
+        and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3)
+    )
+    logging.info("Output activation not readable; outputs look like %s.",
+                 "probabilities" if is_distribution else "logits")
+    return not is_distribution
+
+
+def _spatial_dims(model: keras.Model) -> tuple[int | None, int | None]:
+    if len(model.inputs) != 1:
+        raise ValueError(f"Expected a model with one image input; it has {len(model.inputs)}.")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[-1] not in (3, None):
+        raise ValueError(
+            f"Expected a model input of shape (batch, height, width, 3); got {shape}."
+        )
+    return shape[1], shape[2]
+
+
+def _num_classes(model: keras.Model) -> int:
+    if len(model.outputs) != 1:
+        raise ValueError(
+            f"Expected a classifier with one output; the model has {len(model.outputs)}."
+        )
+    shape = tuple(model.outputs[0].shape)
+    if len(shape) != 2 or shape[-1] is None:
+        raise ValueError(
+            f"Expected a classifier output of shape (batch, classes); got {shape}. Build the "
+            "model with include_top=True."
+        )
+    return int(shape[-1])
+
+
+def _resolve_image_size(model: keras.Model, image_size: int | None) -> int:
+    height, width = _spatial_dims(model)
+    fixed = None
+    if height is not None or width is not None:
+        if height != width:
+            raise ValueError(
+                f"The model's input is {height}x{width}; serving crops square images. Build "
+                "it with input_shape=(None, None, 3) or a square size."
+            )
+        fixed = int(height)
+    if image_size is None:
+        return fixed or DEFAULT_IMAGE_SIZE
+    if isinstance(image_size, bool) or int(image_size) != image_size or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer; received {image_size!r}.")
+    if fixed is not None and int(image_size) != fixed:
+        raise ValueError(
+            f"image_size={image_size} does not match the model's fixed input size {fixed}."
+        )
+    return int(image_size)
+
+
+def _resolve_labels(
+    labels: Sequence[str] | str | os.PathLike[str] | None, num_classes: int
+) -> tuple[str, ...]:
+    if labels is None:
+        return default_labels(num_classes)
+    if isinstance(labels, (str, os.PathLike)):
+        names = read_labels(labels)
+        source = f"{os.fspath(labels)} has"
+    else:
+        names = tuple(str(name) for name in labels)
+        source = "labels has"
+    if len(names) != num_classes:
+        raise ValueError(
+            f"{source} {len(names)} labels; the model has {num_classes} classes."
+        )
+    return names
+
+
+class _ServingModule:
+    """The two signature functions around one shared classifier `tf.function`."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        image_size: int,
+        top_k: int,
+        labels: tuple[str, ...],
+        outputs_are_logits: bool,
+    ) -> None:
+        self.model = model
+        self.image_size = image_size
+        self.top_k = top_k
+        self.labels = labels
+        self.outputs_are_logits = outputs_are_logits
+        height, width = _spatial_dims(model)
+        self.images_spec = tf.TensorSpec([None, height, width, 3], tf.float32, name=IMAGES_INPUT)
+        self.bytes_spec = tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)
+        # Traced once, called by both signatures.
+        self.classify = tf.function(
+            self._classify, input_signature=[self.images_spec], autograph=False
+        )
+
+    def _classify(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        outputs = tf.cast(self.model(images, training=False), tf.float32)
+        probabilities = tf.nn.softmax(outputs, axis=-1) if self.outputs_are_logits else outputs
+        scores, indices = tf.math.top_k(probabilities, k=self.top_k)
+        labels = tf.gather(tf.constant(self.labels, dtype=tf.string), indices)
+        values = (probabilities, tf.cast(indices, tf.int32), scores, labels)
+        return dict(zip(OUTPUT_NAMES, values, strict=True))
+
+    def predict_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`images`: float32 [N, H, W, 3] RGB in [0, 255], already cropped."""
+        return self.classify(images)
+
+    def serving_default(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`image_bytes`: string [N] of encoded images, decoded and cropped in the graph."""
+        lengths = tf.strings.length(image_bytes)
+        check = tf.debugging.Assert(
+            tf.reduce_all(lengths > 0),
+            [
+                f"{IMAGE_BYTES_INPUT} holds an empty string (no image data) at batch index",
+                tf.reshape(tf.where(tf.equal(lengths, 0)), [-1]),
+            ],
+            name="check_image_bytes_not_empty",
+        )
+        with tf.control_dependencies([check]):
+            image_bytes = tf.identity(image_bytes)
+        images = tf.map_fn(
+            lambda data: _decode_and_preprocess(data, self.image_size),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec(
+                [self.image_size, self.image_size, 3], tf.float32
+            ),
+            name="decode_and_crop",
+        )
+        return self.classify(images)
+
+
+def _save_signatures(serving: _ServingModule, export_dir: Path) -> None:
+    """Saves both signatures of `serving` as a SavedModel in `export_dir`.
+
+    The root is a plain `tf.Module` holding the model's variables and the two signature
+    `tf.function`s. (`keras.export.ExportArchive` / `model.export()` in Keras 3.15 also work,
+    but store every variable twice: once per Keras variable it tracks, once per captured
+    `tf.Variable`; the checkpoint doubles in size.)
+    """
+    root = tf.Module()
+    root.model_variables = list(serving.model.variables)
+    root.serving_default = tf.function(
+        serving.serving_default, input_signature=[serving.bytes_spec], autograph=False
+    )
+    root.predict_images = tf.function(
+        serving.predict_images, input_signature=[serving.images_spec], autograph=False
+    )
+    signatures = {
+        SERVING_SIGNATURE: root.serving_default.get_concrete_function(),
+        IMAGES_SIGNATURE: root.predict_images.get_concrete_function(),
+    }
+    tf.saved_model.save(root, os.fspath(export_dir), signatures=signatures)
+
+
+def _synthetic_image(height: int, width: int, seed: int) -> np.ndarray:
+    """A smooth, structured RGB test image (gradients, a disc, a bar): uint8 [H, W, 3]."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y /= max(height - 1, 1)
+    x /= max(width - 1, 1)
+    phase = rng.uniform(0, 2 * math.pi, 3)
+    image = np.stack(
+        [127.5 + 100 * np.sin(2 * math.pi * (x * (c + 1) + y * (2 - c) / 2) + phase[c])
+         for c in range(3)],
+        axis=-1,
+    )
+    cy, cx, radius = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.1, 0.25)
+    disc = (y - cy) ** 2 + (x - cx) ** 2 < radius**2
+    image[disc] = rng.uniform(0, 255, 3)
+    bar = (np.abs(x - rng.uniform(0.2, 0.8)) < 0.05) & (y > 0.2) & (y < 0.9)
+    image[bar] = rng.uniform(0, 255, 3)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def _serving_apis() -> Any:
+    try:
+        from tensorflow_serving import apis
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            "Writing the warmup requests needs tensorflow-serving-api: pip install "
+            "'ghostnet-keras[serving]' (or tensorflow-serving-api==2.21.0), or export with "
+            "warmup=False (--nowarmup)."
+        ) from error
+    return apis
+
+
+def _warmup_logs(
+    model_name: str, image_size: int, model_hw: tuple[int | None, int | None]
+) -> list[Any]:
+    """The `PredictionLog` records TF Serving replays when it loads the model."""
+    apis = _serving_apis()
+    model_pb2, predict_pb2 = apis.model_pb2, apis.predict_pb2
+    prediction_log_pb2 = apis.prediction_log_pb2
+
+    jpeg = tf.io.encode_jpeg(_synthetic_image(240, 320, seed=1), quality=90).numpy()
+    png = tf.io.encode_png(_synthetic_image(180, 150, seed=2)).numpy()
+    height, width = model_hw
+    images = np.stack([
+        _synthetic_image(height or image_size, width or image_size, seed=3)
+    ]).astype(np.float32)
+    requests = [
+        (SERVING_SIGNATURE, IMAGE_BYTES_INPUT, np.array([jpeg], dtype=object)),
+        (SERVING_SIGNATURE, IMAGE_BYTES_INPUT, np.array([png, jpeg], dtype=object)),
+        (IMAGES_SIGNATURE, IMAGES_INPUT, images),
+    ]
+    logs = []
+    for signature, input_name, value in requests:
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
+        )
+        request.inputs[input_name].CopyFrom(tf.make_tensor_proto(value))
+        logs.append(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)
+        ))
+    return logs
+
+
+def _write_extras(
+    export_dir: Path, labels: tuple[str, ...], warmup: bool, model_name: str,
+    image_size: int, model_hw: tuple[int | None, int | None],
+) -> None:
+    extra = export_dir / WARMUP_DIR
+    extra.mkdir(exist_ok=True)
+    (extra / LABELS_FILE).write_text("".join(f"{name}\n" for name in labels), encoding="utf-8")
+    if warmup:
+        with tf.io.TFRecordWriter(os.fspath(extra / WARMUP_FILE)) as writer:
+            for log in _warmup_logs(model_name, image_size, model_hw):
+                writer.write(log.SerializeToString())
+
+
+def _validate_version(version: int) -> int:
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
+        raise ValueError(
+            f"version must be a non-negative integer (TF Serving's version folder); "
+            f"received {version!r}."
+        )
+    return int(version)
+
+
+def export_serving_model(
+    model: keras.Model,
+    export_base: str | os.PathLike[str],
+    version: int = 1,
+    *,
+    image_size: int | None = None,
+    top_k: int | None = None,
+    labels: Sequence[str] | str | os.PathLike[str] | None = None,
+    outputs_are_logits: bool | None = None,
+    overwrite: bool = False,
+    warmup: bool = True,
+    model_name: str = DEFAULT_MODEL_NAME,
+) -> Path:
+    """Writes `model` as TF Serving model version `<export_base>/<version>/`, atomically.
+
+    Args:
+        model: a Keras classifier taking float RGB in [0, 255], `[N, H, W, 3]` (`H`, `W` may
+            be `None`), and returning `[N, classes]` probabilities or logits.
+        export_base: TF Serving's `--model_base_path`; created if missing.
+        version: the version folder name (a non-negative integer).
+        image_size: side of the centre crop of `serving_default`; defaults to the model's
+            fixed input size, else 224.
+        top_k: how many classes the `top_k_*` outputs hold; defaults to
+            `min(5, classes)`.
+        labels: class names in output order (a sequence, or a `labels.txt` path); defaults
+            to the ImageNet names for 1000 classes, else `class_<i>`.
+        outputs_are_logits: whether to apply a softmax to the model's outputs; `None`
+            detects it (see `detect_outputs_are_logits`).
+        overwrite: replace an existing version folder instead of refusing.
+        warmup: write `assets.extra/tf_serving_warmup_requests`.
+        model_name: the `model_spec.name` of the warmup requests.
+
+    Returns:
+        The version folder written.
+
+    Raises:
+        FileExistsError: when the version folder exists and `overwrite` is false.
+        ValueError: for a model, label list or argument that does not fit the contract.
+    """
+    version = _validate_version(version)
+    num_classes = _num_classes(model)
+    image_size = _resolve_image_size(model, image_size)
+    if top_k is None:
+        top_k = min(DEFAULT_TOP_K, num_classes)
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not (
+        1 <= top_k <= num_classes
+    ):
+        raise ValueError(f"top_k must be an integer in [1, {num_classes}]; received {top_k!r}.")
+    labels = _resolve_labels(labels, num_classes)
+    if warmup:
+        _serving_apis()
+    if outputs_are_logits is None:
+        outputs_are_logits = detect_outputs_are_logits(model, image_size)
+    logging.info(
+        "Exporting %s: %d classes, crop %d, top-%d, outputs are %s.", model.name, num_classes,
+        image_size, top_k, "logits (softmax added)" if outputs_are_logits else "probabilities",
+    )
+
+    base = Path(export_base)
+    target = base / str(version)
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"{target} already exists; pass overwrite=True (--overwrite) or another version."
+        )
+    created_base = not base.exists()
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
+    try:
+        _save_signatures(
+            _ServingModule(model, image_size, int(top_k), labels, bool(outputs_are_logits)), tmp
+        )
+        _write_extras(tmp, labels, warmup, model_name, image_size, _spatial_dims(model))
+        _move_into_place(tmp, target, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created_base and base.exists() and not any(base.iterdir()):
+            base.rmdir()
+        raise
+    logging.info("Wrote %s", target)
+    return target
+
+
+def _move_into_place(tmp: Path, target: Path, overwrite: bool) -> None:
+    if not target.exists():
+        os.rename(tmp, target)
+        return
+    if not overwrite:
+        raise FileExistsError(f"{target} appeared during the export; nothing was replaced.")
+    old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=target.parent))
+    os.rename(target, old / target.name)
+    try:
+        os.rename(tmp, target)
+    except BaseException:
+        os.rename(old / target.name, target)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_model_for_export(
+    model_path: str | os.PathLike[str] | None = None,
+    *,
+    width: float | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    classes: int = 1000,
+) -> keras.Model:
+    """Loads a `.keras` model, or builds a GhostNet of `width` with `weights` (a file path).
+
+    The GhostNet is built with `input_shape=(None, None, 3)`, the softmax head and the
+    built-in preprocessing (RGB in [0, 255]).
+
+    Raises:
+        ValueError: for a wrong combination of arguments or an unusable file.
+        FileNotFoundError: when the file does not exist.
+    """
+    import ghostnet_keras  # noqa: F401  (registers the custom layers for `.keras` loading)
+
+    if (model_path is None) == (width is None and weights is None):
+        raise ValueError("Give either a .keras model path, or a width and weights.")
+    if model_path is not None:
+        path = Path(model_path)
+        if path.suffix != ".keras":
+            raise ValueError(f"Expected a .keras model file; received {path}.")
+        if not path.is_file():
+            raise FileNotFoundError(f"No such model file: {path}")
+        return keras.saving.load_model(path, compile=False)
+    if width is None or weights is None:
+        raise ValueError("Building a GhostNet for export needs both a width and weights.")
+    if os.fspath(weights) != "imagenet" and not Path(weights).is_file():
+        raise FileNotFoundError(f"No such weights file: {weights}")
+    from ghostnet_keras.ghostnet import GhostNet
+
+    return GhostNet(
+        width=width, weights=weights, classes=classes, input_shape=(None, None, 3),
+        include_top=True, classifier_activation="softmax", include_preprocessing=True,
+    )
+
+
+# Command line interface. The flags live in a private FlagValues so that importing this module
+# never clashes with flags of other modules (ghostnet_keras.convert also defines --width).
+_FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", None, "A .keras model to export.", flag_values=_FLAGS)
+flags.DEFINE_float(
+    "width", None, "Width multiplier of a GhostNet to build (with --weights) instead of --model.",
+    flag_values=_FLAGS,
+)
+flags.DEFINE_string(
+    "weights", None,
+    "GhostNet weights for --width: .weights.h5, .keras, a reference checkpoint "
+    "(.safetensors, .pth, ...) or 'imagenet'.",
+    flag_values=_FLAGS,
+)
+flags.DEFINE_integer(
+    "classes", 1000, "Number of classes of the --width/--weights GhostNet.", lower_bound=1,
+    flag_values=_FLAGS,
+)
+flags.DEFINE_string(
+    "export_base", None, "TF Serving model base path; the export goes to <export_base>/<version>.",
+    flag_values=_FLAGS,
+)
+flags.DEFINE_integer("version", 1, "Model version (folder name).", lower_bound=0,
+                     flag_values=_FLAGS)
+flags.DEFINE_integer(
+    "image_size", None, "Centre-crop size; default: the model's fixed input size, else 224.",
+    lower_bound=1, flag_values=_FLAGS,
+)
+flags.DEFINE_integer(
+    "top_k", None, f"Number of top classes returned; default: min({DEFAULT_TOP_K}, classes).",
+    lower_bound=1, flag_values=_FLAGS,
+)
+flags.DEFINE_string(
+    "labels", None,
+    "labels.txt with one class name per line; default: ImageNet names for 1000 classes, "
+    "else class_<i>.",
+    flag_values=_FLAGS,
+)
+flags.DEFINE_boolean(
+    "outputs_are_logits", None,
+    "Whether the model outputs logits (a softmax is added). Default: detected from the "
+    "output layer's activation.",
+    flag_values=_FLAGS,
+)
+flags.DEFINE_boolean("overwrite", False, "Replace an existing version folder.",
+                     flag_values=_FLAGS)
+flags.DEFINE_boolean("warmup", True, "Write assets.extra/tf_serving_warmup_requests.",
+                     flag_values=_FLAGS)
+flags.DEFINE_string("model_name", DEFAULT_MODEL_NAME, "model_spec.name of the warmup requests.",
+                    flag_values=_FLAGS)
+flags.DEFINE_boolean("help", False, "Show this help.", short_name="h", flag_values=_FLAGS)
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+    """Parses the export flags (and absl's global flags) from `argv`.
+
+    Args:
+        argv: command line, including the program name.
+
+    Returns:
+        The remaining positional arguments, including the program name.
+    """
+    _FLAGS.unparse_flags()
+    try:
+        remaining = _FLAGS(list(argv), known_only=True)
+    except flags.Error as e:
+        sys.stderr.write(f"FATAL Flags parsing error: {e}\n{_FLAGS.get_help()}\n")
+        sys.exit(1)
+    if _FLAGS.help:
+        print(f"Usage: python -m ghostnet_keras.serving [flags]\n\n{_FLAGS.get_help()}")
+        sys.exit(0)
+    return app.parse_flags_with_usage(remaining)
+
+
+def main(argv: Sequence[str]) -> None:
+    """Exports the model selected by the flags (see `parse_flags`) and prints the folder.
+
+    Args:
+        argv: positional arguments left after flag parsing; only the program name is allowed.
+
+    Raises:
+        app.UsageError: for missing, extra or conflicting arguments, a missing file, or an
+            existing version without `--overwrite`.
+    """
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not _FLAGS.export_base:
+        raise app.UsageError("--export_base is required.")
+    if _FLAGS.model and (_FLAGS.width is not None or _FLAGS.weights):
+        raise app.UsageError("Give either --model, or --width and --weights, not both.")
+    if not _FLAGS.model and (_FLAGS.width is None or not _FLAGS.weights):
+        raise app.UsageError("Give --model=<file.keras>, or --width and --weights.")
+    target = Path(_FLAGS.export_base) / str(_FLAGS.version)
+    if target.exists() and not _FLAGS.overwrite:
+        raise app.UsageError(f"{target} already exists; pass --overwrite or another --version.")
+    try:
+        model = load_model_for_export(
+            _FLAGS.model, width=_FLAGS.width, weights=_FLAGS.weights, classes=_FLAGS.classes
+        )
+        written = export_serving_model(
+            model,
+            _FLAGS.export_base,
+            _FLAGS.version,
+            image_size=_FLAGS.image_size,
+            top_k=_FLAGS.top_k,
+            labels=_FLAGS.labels,
+            outputs_are_logits=_FLAGS.outputs_are_logits,
+            overwrite=_FLAGS.overwrite,
+            warmup=_FLAGS.warmup,
+            model_name=_FLAGS.model_name,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        raise app.UsageError(str(e)) from e
+    print(f"wrote {written}")
+
+
+def main_entry() -> None:
+    """Console-script entry point (`ghostnet-export-serving`)."""
+    app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    main_entry()

@@ -1,0 +1,1 @@
+"""Training code for ghostnet_keras: input pipelines (tensorflow-datasets + tf.data) and trainer."""

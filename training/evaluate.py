@@ -1,0 +1,94 @@
+"""Top-1 / top-5 accuracy of a model on a dataset's evaluation split.
+
+    # the ported reference weights on ImageNet validation (expect 73.98% / 91.46%):
+    python -m training.evaluate --weights=imagenet --manual_dir=/data/imagenet
+    # a trained run:
+    python -m training.evaluate --model=runs/quickstart/model.keras --dataset=quickstart
+
+Evaluation preprocessing is the reference one (resize the shorter side to 256 with bicubic
+interpolation, centre crop 224, for `--image_size=224`), from the training input pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "A .keras model to evaluate.")
+flags.DEFINE_string("weights", None,
+                    "GhostNet weights instead of --model: 'imagenet' or a weights file.")
+flags.DEFINE_float("width", 1.0, "GhostNet width for --weights.")
+flags.DEFINE_string("dataset", "imagenet2012", "Dataset name (see training.data.DATASETS).")
+flags.DEFINE_string("split", None, "Split (default: the dataset's evaluation split).")
+flags.DEFINE_integer("image_size", 224, "Evaluation crop size.")
+flags.DEFINE_integer("batch_size", 64, "Batch size.")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data dir.")
+flags.DEFINE_string("manual_dir", None, "Folder with the ILSVRC2012 tars (imagenet2012).")
+flags.DEFINE_string("folder", None, "Image folder root for image_folder.")
+
+
+def evaluate_model(
+    model: Any, dataset: str, *, split: str | None = None, image_size: int = 224,
+    batch_size: int = 64, data_dir: str | None = None, manual_dir: str | None = None,
+    folder: str | None = None,
+) -> dict[str, float]:
+    """Returns `{"top1": ..., "top5": ..., "examples": n}` of `model` on the eval split."""
+    import numpy as np
+
+    from training import data
+
+    info = data.dataset_info(dataset, data_dir=data_dir, manual_dir=manual_dir, folder=folder)
+    split = split or info.eval_split
+    batches = data.build_dataset(
+        dataset, split, image_size=image_size, batch_size=batch_size, training=False,
+        data_dir=data_dir, manual_dir=manual_dir, folder=folder,
+    )
+    top1 = top5 = count = 0
+    for images, labels in batches:
+        scores = np.asarray(model.predict_on_batch(images))
+        labels = labels.numpy()
+        best = np.argsort(-scores, axis=1)[:, :5]
+        top1 += int((best[:, 0] == labels).sum())
+        top5 += int((best == labels[:, None]).any(axis=1).sum())
+        count += len(labels)
+    if not count:
+        raise ValueError(f"split {split!r} of {dataset!r} is empty.")
+    return {"top1": top1 / count, "top5": top5 / count, "examples": count}
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if (FLAGS.model is None) == (FLAGS.weights is None):
+        raise app.UsageError("Give exactly one of --model and --weights.")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    import keras
+
+    import ghostnet_keras
+
+    if FLAGS.model:
+        model = keras.saving.load_model(FLAGS.model, compile=False)
+    else:
+        model = ghostnet_keras.GhostNet(
+            width=FLAGS.width, weights=FLAGS.weights, input_shape=(None, None, 3)
+        )
+    result = evaluate_model(
+        model, FLAGS.dataset, split=FLAGS.split, image_size=FLAGS.image_size,
+        batch_size=FLAGS.batch_size, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
+        folder=FLAGS.folder,
+    )
+    print(json.dumps(result))
+
+
+def main_entry() -> None:
+    """Console-script entry point (`ghostnet-evaluate`)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    main_entry()
