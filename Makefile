@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,train
+EXTRAS ?= dev,train,serving,tflite
 OUTPUT_DIR ?= runs/main
 
 .PHONY: main test lint clean

@@ -365,13 +365,14 @@ class _ServingModule:
 def _save_signatures(serving: _ServingModule, export_dir: Path) -> None:
     """Saves both signatures of `serving` as a SavedModel in `export_dir`.
 
-    The root is a plain `tf.Module` holding the model's variables and the two signature
-    `tf.function`s. (`keras.export.ExportArchive` / `model.export()` in Keras 3.15 also work,
-    but store every variable twice: once per Keras variable it tracks, once per captured
-    `tf.Variable`; the checkpoint doubles in size.)
+    The root `tf.Module` holds the two signature `tf.function`s and the `tf.Variable`s their
+    graphs capture (`ConcreteFunction.variables`). Tracking the captured variables, not the
+    Keras 3 `keras.Variable` wrappers, matters: with the wrappers the export loads with
+    `tf.saved_model.load` but not in a session (TF Serving's C++ loader, `saved_model_cli
+    run`): "Could not find variable ...". `keras.export.ExportArchive` / `model.export()`
+    track both, which works but stores every weight twice (keras-team/keras#23553).
     """
     root = tf.Module()
-    root.model_variables = list(serving.model.variables)
     root.serving_default = tf.function(
         serving.serving_default, input_signature=[serving.bytes_spec], autograph=False
     )
@@ -382,6 +383,11 @@ def _save_signatures(serving: _ServingModule, export_dir: Path) -> None:
         SERVING_SIGNATURE: root.serving_default.get_concrete_function(),
         IMAGES_SIGNATURE: root.predict_images.get_concrete_function(),
     }
+    captured = {}
+    for function in signatures.values():
+        for variable in function.variables:
+            captured.setdefault(variable.ref(), variable)
+    root.model_variables = list(captured.values())
     tf.saved_model.save(root, os.fspath(export_dir), signatures=signatures)
 
 

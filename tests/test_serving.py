@@ -127,6 +127,37 @@ def loaded(export_dir):
     return tf.saved_model.load(os.fspath(export_dir))
 
 
+class SessionServer:
+    """Loads the export the way TF Serving's C++ loader does: a TF1 session over the MetaGraph,
+    variables restored from the checkpoint, signatures run by tensor name (no Python objects).
+    """
+
+    def __init__(self, export_dir: Path) -> None:
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            meta_graph = tf.compat.v1.saved_model.load(
+                self.session, [tf.saved_model.SERVING], os.fspath(export_dir)
+            )
+        self.signatures = dict(meta_graph.signature_def)
+
+    def run(self, signature_name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        signature = self.signatures[signature_name]
+        feed_dict = {signature.inputs[name].name: value for name, value in feeds.items()}
+        fetches = {name: info.name for name, info in signature.outputs.items()}
+        return self.session.run(fetches, feed_dict=feed_dict)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+@pytest.fixture(scope="module")
+def server(export_dir):
+    server = SessionServer(export_dir)
+    yield server
+    server.close()
+
+
 @pytest.fixture(scope="module")
 def images() -> dict[str, np.ndarray]:
     return {
@@ -290,25 +321,24 @@ def test_bad_image_bytes_fail_with_invalid_argument(loaded, images, kind, messag
 # ----------------------------------------------------------------------------- client formats
 
 
-def _serve_predict_request(loaded, request: predict_pb2.PredictRequest):
-    """What the model server does with a PredictRequest: protos -> tensors -> protos."""
+def _serve_predict_request(server: SessionServer, request: predict_pb2.PredictRequest):
+    """What the model server does with a PredictRequest: protos -> session run -> protos."""
     request = predict_pb2.PredictRequest.FromString(request.SerializeToString())
-    signature = loaded.signatures[request.model_spec.signature_name or "serving_default"]
-    feeds = {name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.inputs.items()}
-    outputs = signature(**feeds)
+    feeds = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+    outputs = server.run(request.model_spec.signature_name or "serving_default", feeds)
     response = predict_pb2.PredictResponse(model_spec=request.model_spec)
     for name, value in outputs.items():
-        response.outputs[name].CopyFrom(tf.make_tensor_proto(value.numpy()))
+        response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
     return predict_pb2.PredictResponse.FromString(response.SerializeToString())
 
 
-def test_grpc_predict_request(loaded, images):
+def test_grpc_predict_request(server, loaded, images):
     data = [_jpeg(images["landscape"]), _png(images["portrait"])]
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "ghostnet"
     request.model_spec.signature_name = serving.SERVING_SIGNATURE
     request.inputs[serving.IMAGE_BYTES_INPUT].CopyFrom(tf.make_tensor_proto(data))
-    response = _serve_predict_request(loaded, request)
+    response = _serve_predict_request(server, request)
     assert set(response.outputs) == set(serving.OUTPUT_NAMES)
     labels = tf.make_ndarray(response.outputs["top_k_labels"])
     scores = tf.make_ndarray(response.outputs["top_k_scores"])
@@ -322,8 +352,11 @@ def test_grpc_predict_request(loaded, images):
     request.model_spec.name = "ghostnet"
     request.model_spec.signature_name = serving.IMAGES_SIGNATURE
     request.inputs[serving.IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(crops.numpy()))
-    response = _serve_predict_request(loaded, request)
-    assert tf.make_ndarray(response.outputs["probabilities"]).shape == (1, 1000)
+    response = _serve_predict_request(server, request)
+    expected = loaded.signatures[serving.IMAGES_SIGNATURE](images=crops)["probabilities"]
+    np.testing.assert_allclose(
+        tf.make_ndarray(response.outputs["probabilities"]), expected.numpy(), atol=1e-6
+    )
 
 
 def _json_value(value):
@@ -383,7 +416,7 @@ def test_rest_json_body_with_b64_images(loaded, images):
     assert outputs["top_k_labels"] == [p["top_k_labels"] for p in predictions]
 
 
-def test_warmup_records_replay(export_dir, loaded):
+def test_warmup_records_replay(export_dir, server):
     path = export_dir / serving.WARMUP_DIR / serving.WARMUP_FILE
     records = [r.numpy() for r in tf.data.TFRecordDataset(os.fspath(path))]
     assert 1 <= len(records) <= 1000  # TF Serving reads at most 1000 warmup records.
@@ -394,10 +427,33 @@ def test_warmup_records_replay(export_dir, loaded):
         request = log.predict_log.request
         assert request.model_spec.name == serving.DEFAULT_MODEL_NAME
         seen.add(request.model_spec.signature_name)
-        response = _serve_predict_request(loaded, request)
+        response = _serve_predict_request(server, request)
         probabilities = tf.make_ndarray(response.outputs["probabilities"])
         np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
     assert seen == set(serving.SIGNATURE_NAMES)
+
+
+def test_session_loader_like_tf_serving(server, loaded, images):
+    """Regression: tracking Keras variables instead of the captured tf.Variables gave an
+    export that `tf.saved_model.load` runs but a session (TF Serving) fails on."""
+    data = np.array([_png(images["landscape"]), _jpeg(images["small"])], dtype=object)
+    outputs = server.run(serving.SERVING_SIGNATURE, {serving.IMAGE_BYTES_INPUT: data})
+    expected = loaded.signatures[serving.SERVING_SIGNATURE](image_bytes=tf.constant(data))
+    np.testing.assert_allclose(
+        outputs["probabilities"], expected["probabilities"].numpy(), atol=1e-6
+    )
+    np.testing.assert_array_equal(outputs["top_k_labels"], expected["top_k_labels"].numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        server.run(serving.SERVING_SIGNATURE, {serving.IMAGE_BYTES_INPUT: [b"not an image"]})
+    crops = np.zeros([1, 64, 64, 3], np.float32)
+    outputs = server.run(serving.IMAGES_SIGNATURE, {serving.IMAGES_INPUT: crops})
+    assert outputs["top_k_indices"].dtype == np.int32 and outputs["top_k_scores"].shape == (1, 5)
+
+
+def test_variables_are_stored_once(ghostnet, export_dir):
+    stored = tf.train.list_variables(os.fspath(export_dir / "variables" / "variables"))
+    values = sum(int(np.prod(shape)) for name, shape in stored if "VARIABLE_VALUE" in name)
+    assert values == ghostnet.count_params()
 
 
 @pytest.mark.slow

@@ -167,9 +167,11 @@ def test_multi_worker_mirrored_two_local_workers(quickstart_dir: str, tmp_path: 
     assert "2 replica(s)" in outputs[0][0]
     chief = tf.train.load_checkpoint(str(model_dir / "checkpoints"))
     other = tf.train.load_checkpoint(str(model_dir / ".workers" / "worker_1"))
+    # The trainable weights (checkpointed through the optimizer) are identical; BN moving
+    # statistics are per worker (each sees its own local batches).
     names = [name for name, _ in tf.train.list_variables(str(model_dir / "checkpoints"))
-             if name.startswith("model/") and "OPTIMIZER" not in name]
-    assert len(names) > 100
+             if name.startswith("optimizer/_trainable_variables/")]
+    assert len(names) == len(ghostnet_keras.GhostNet(width=0.5, classes=10).trainable_weights)
     for name in names:
         np.testing.assert_array_equal(chief.get_tensor(name), other.get_tensor(name), name)
     history = json.loads((model_dir / "history.json").read_text())
