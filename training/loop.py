@@ -123,7 +123,7 @@ class Trainer:
             task = strategy.cluster_resolver
             checkpoint_dir = self.model_dir / ".workers" / f"{task.task_type}_{task.task_id}"
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=3)
-        self._train_step = self._make_train_step()
+        self.train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
 
     # ----------------------------------------------------------------------------- steps
@@ -275,7 +275,7 @@ class Trainer:
             totals = [0.0, 0.0, 0.0, 0.0]
             epoch_start = time.perf_counter()
             for step in range(start_step, self.steps_per_epoch):
-                results = self._train_step(iterator)
+                results = self.train_step(iterator)
                 totals = [t + float(v) for t, v in zip(totals, results, strict=True)]
                 steps_done_here += 1
                 self.step_in_epoch.assign(step + 1)
