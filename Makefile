@@ -1,8 +1,10 @@
 # `make main` and `make test` each set themselves up from a fresh clone (a venv in .venv).
+# `make main` trains the quickstart model, runs QAT, exports TFLite and SavedModel, evaluates
+# and benchmarks every format (resumable: rerun to continue); `make test` runs ruff + pytest.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,train,serving,tflite
+EXTRAS ?= dev,train,qat,tflite,serving
 OUTPUT_DIR ?= runs/main
 
 .PHONY: main test lint clean
@@ -14,7 +16,7 @@ $(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
 	touch $@
 
 main: $(VENV)/.installed-$(EXTRAS)
-	$(PY) -m ghostnet_keras.report --output_dir $(OUTPUT_DIR)
+	$(PY) -m training.pipeline --output_dir $(OUTPUT_DIR)
 
 test: $(VENV)/.installed-$(EXTRAS)
 	$(PY) -m ruff check .

@@ -17,9 +17,10 @@ default) and output `[N, classes]` probabilities (`classifier_activation="softma
 added to logits so that every export has the same contract:
 
 - signature `serving_default`: input `image_bytes`, `tf.string` `[N]` (JPEG, PNG, GIF or BMP
-  bytes; the images of a batch may differ in size). Each image is decoded to RGB, its shorter
-  side resized to `round(image_size / 0.875)` (bicubic, antialiased) and centre-cropped to
-  `image_size` (default 224), all inside the graph.
+  bytes; the images of a batch may differ in size). Each image is decoded to RGB and
+  preprocessed inside the graph by `ghostnet_keras.preprocessing.eval_preprocess`, the
+  reference evaluation transform: shorter side resized to `floor(image_size / 0.875)` (256 for
+  224; bicubic, antialiased, rounded like PIL), centre crop `image_size` (default 224).
 - signature `predict_images`: input `images`, `float32` `[N, H, W, 3]`, RGB in [0, 255],
   already resized and cropped.
 - outputs of both (`OUTPUT_NAMES`): `probabilities` `float32` `[N, classes]`,
@@ -98,6 +99,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
+from ghostnet_keras import preprocessing
+
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
 SIGNATURE_NAMES = (SERVING_SIGNATURE, IMAGES_SIGNATURE)
@@ -107,7 +110,6 @@ IMAGES_INPUT = "images"
 OUTPUT_NAMES = ("probabilities", "top_k_indices", "top_k_scores", "top_k_labels")
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_TOP_K = 5
-CROP_FRACTION = 0.875
 DEFAULT_MODEL_NAME = "ghostnet"
 WARMUP_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -117,51 +119,13 @@ _PROBABILITY_ACTIVATIONS = ("softmax",)
 _LOGIT_ACTIVATIONS = ("linear", "log_softmax")
 
 
-def resize_size(image_size: int) -> int:
-    """Shorter side before the centre crop: `round(image_size / 0.875)` (256 for 224)."""
-    return round(image_size / CROP_FRACTION)
-
-
-def _eval_preprocess(image: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Reference evaluation preprocessing of one decoded image, in the graph.
-
-    Resizes the shorter side to `resize_size(image_size)` (the longer side to
-    `floor(long * resize / short)`, as torchvision's `Resize(int)`), bicubic with antialiasing
-    (as PIL), rounds and clips to [0, 255] (as PIL's uint8 output), then centre-crops
-    `image_size` x `image_size` (offsets `round((side - image_size) / 2)`, as torchvision).
-
-    Args:
-        image: `[H, W, 3]` RGB, uint8 (or any real dtype with values in [0, 255]).
-        image_size: side of the square crop.
-
-    Returns:
-        `float32` `[image_size, image_size, 3]`, RGB in [0, 255].
-    """
-    target = resize_size(image_size)
-    shape = tf.shape(image)
-    height, width = shape[0], shape[1]
-    short = tf.cast(tf.minimum(height, width), tf.float64)
-    long = tf.cast(tf.maximum(height, width), tf.float64)
-    new_long = tf.cast(tf.floor(long * target / short), tf.int32)
-    portrait = width <= height
-    new_height = tf.where(portrait, new_long, target)
-    new_width = tf.where(portrait, target, new_long)
-    resized = tf.image.resize(
-        image, tf.stack([new_height, new_width]), method="bicubic", antialias=True
-    )
-    resized = tf.round(tf.clip_by_value(resized, 0.0, 255.0))
-    top = tf.cast(tf.round(tf.cast(new_height - image_size, tf.float32) / 2.0), tf.int32)
-    left = tf.cast(tf.round(tf.cast(new_width - image_size, tf.float32) / 2.0), tf.int32)
-    crop = resized[top : top + image_size, left : left + image_size, :]
-    return tf.ensure_shape(tf.cast(crop, tf.float32), [image_size, image_size, 3])
-
-
 def _decode_and_preprocess(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
     """JPEG/PNG/GIF/BMP bytes (scalar string) -> preprocessed `float32` crop."""
     image = tf.io.decode_image(
         image_bytes, channels=3, dtype=tf.uint8, expand_animations=False
     )
-    return _eval_preprocess(image, image_size)
+    crop = preprocessing.eval_preprocess(image, image_size)
+    return tf.ensure_shape(crop, [image_size, image_size, 3])
 
 
 def default_labels(num_classes: int) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from ghostnet_keras import preprocessing
 from training import augment, data
 from training import quickstart_dataset as qs
 
@@ -530,41 +531,15 @@ def test_image_folder_corrupt_files(image_tree: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_eval_resize_size() -> None:
-    assert augment.eval_resize_size(224) == 256
-    assert augment.eval_resize_size(192) == 219
-
-
-@pytest.mark.parametrize("height,width", [(300, 400), (400, 300)])
-def test_eval_preprocess_resizes_shorter_side_and_centre_crops(height: int, width: int) -> None:
-    # Background 40, a centred 150x150 square of 200: after resizing the shorter side 300 -> 256
-    # it is 128 pixels wide, still centred in the 224 crop (rows/cols 48..176).
-    image = np.full((height, width, 3), 40, np.uint8)
-    top, left = (height - 150) // 2, (width - 150) // 2
-    image[top : top + 150, left : left + 150] = 200
-    out = augment.eval_preprocess(tf.constant(image), 224).numpy()
-    assert out.shape == (224, 224, 3) and out.dtype == np.float32
-    assert out.min() >= 0 and out.max() <= 255
-    np.testing.assert_allclose(out[52:172, 52:172], 200, atol=1)
-    for corner in (out[:44, :44], out[-44:, -44:], out[:44, -44:], out[-44:, :44]):
-        np.testing.assert_allclose(corner, 40, atol=1)
-    for profile in (out[112, :, 0], out[:, 112, 0]):  # The square is centred (+-1 pixel).
-        inside = np.flatnonzero(profile > 120)
-        assert abs(inside[0] - (223 - inside[-1])) <= 1 and 125 <= len(inside) <= 131
-    # Batched input and grayscale input work the same.
-    batched = augment.eval_preprocess(tf.constant(image[None]), 224).numpy()
-    np.testing.assert_allclose(batched[0], out, atol=1e-3)
-    gray = augment.eval_preprocess(tf.constant(image[..., :1]), 224).numpy()
-    np.testing.assert_allclose(gray, out, atol=1e-3)
-
-
-def test_eval_preprocess_keeps_centre_pixel() -> None:
-    image = _random_image(3, 256, 256)
-    image[96:160, 96:160] = (10, 120, 250)
-    out = augment.eval_preprocess(tf.constant(image), 224).numpy()
-    np.testing.assert_allclose(out[112, 112], (10, 120, 250), atol=0.5)
-    # 256 -> 256: no resize, exactly the central 224 window.
-    np.testing.assert_allclose(out, image[16:240, 16:240], atol=1e-3)
+def test_imagenet_eval_preprocess_is_the_shared_reference_transform() -> None:
+    # The transform itself (ghostnet_keras.preprocessing) is unit-tested in
+    # test_preprocessing.py; the pipeline decodes and applies it, here on a lossless PNG.
+    image = _random_image(3, 300, 451)
+    image_bytes = tf.io.encode_png(image)
+    out = augment.imagenet_eval_preprocess(image_bytes, 224)
+    assert out.dtype == tf.float32 and tuple(out.shape) == (224, 224, 3)
+    np.testing.assert_array_equal(out, preprocessing.eval_preprocess(tf.constant(image), 224))
+    np.testing.assert_array_equal(out, np.round(out))
 
 
 def test_sample_crop_window_bounds_and_fallback() -> None:

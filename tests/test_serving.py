@@ -25,7 +25,7 @@ pytest.importorskip(
 )
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from ghostnet_keras import imagenet, serving
+from ghostnet_keras import imagenet, preprocessing, serving
 from ghostnet_keras.ghostnet import GhostNet
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -67,8 +67,14 @@ def _jpeg(image: np.ndarray) -> bytes:
 
 
 def _keras_reference(model: keras.Model, encoded: list[bytes], decoder) -> np.ndarray:
-    """The Keras model on the pixels decoded by TF's `decoder` and preprocessed the same way."""
-    crops = [serving._eval_preprocess(decoder(data, channels=3), IMAGE_SIZE) for data in encoded]
+    """The Keras model on the pixels decoded by TF's `decoder` and preprocessed the same way.
+
+    `preprocessing.eval_preprocess` is unit-tested in test_preprocessing.py; the tests below
+    check that the `image_bytes` signature applies it.
+    """
+    crops = [
+        preprocessing.eval_preprocess(decoder(data, channels=3), IMAGE_SIZE) for data in encoded
+    ]
     return keras.ops.convert_to_numpy(model(tf.stack(crops), training=False))
 
 
@@ -168,35 +174,6 @@ def images() -> dict[str, np.ndarray]:
     }
 
 
-# ----------------------------------------------------------------------------- preprocessing
-
-
-def test_resize_size():
-    assert serving.resize_size(224) == 256
-    assert serving.resize_size(192) == 219
-    assert serving.resize_size(32) == 37
-
-
-def test_eval_preprocess_is_resize_then_centre_crop():
-    image = np.random.default_rng(0).integers(0, 256, (256, 400, 3), dtype=np.uint8)
-    # The shorter side is already 256: no resampling, only the centre crop (16, 88).
-    crop = serving._eval_preprocess(tf.constant(image), 224).numpy()
-    assert crop.dtype == np.float32 and crop.shape == (224, 224, 3)
-    np.testing.assert_array_equal(crop, image[16:240, 88:312].astype(np.float32))
-    for shape in ((500, 300, 3), (10, 7, 3), (300, 301, 3)):
-        out = serving._eval_preprocess(tf.zeros(shape, tf.uint8) + 200, 224).numpy()
-        assert out.shape == (224, 224, 3)
-        np.testing.assert_array_equal(out, 200.0)
-
-
-def test_eval_preprocess_matches_explicit_resize_and_crop(images):
-    image = images["landscape"]  # 300 x 500 -> 256 x floor(500 * 256 / 300) = 256 x 426
-    expected = tf.image.resize(image, [256, 426], method="bicubic", antialias=True)
-    expected = tf.round(tf.clip_by_value(expected, 0, 255))[16:240, 101:325]
-    crop = serving._eval_preprocess(tf.constant(image), 224)
-    np.testing.assert_array_equal(crop.numpy(), expected.numpy())
-
-
 # ----------------------------------------------------------------------------- export + signatures
 
 
@@ -286,7 +263,8 @@ def test_mixed_sizes_and_formats_in_one_batch(ghostnet, loaded, images):
 
 def test_predict_images_matches_keras_model(ghostnet, loaded, images):
     crops = tf.stack([
-        serving._eval_preprocess(tf.constant(images[k]), IMAGE_SIZE) for k in ("square", "small")
+        preprocessing.eval_preprocess(tf.constant(images[k]), IMAGE_SIZE)
+        for k in ("square", "small")
     ])
     result = loaded.signatures[serving.IMAGES_SIGNATURE](images=crops)
     _check_against_reference(result, keras.ops.convert_to_numpy(ghostnet(crops)))
@@ -347,7 +325,7 @@ def test_grpc_predict_request(server, loaded, images):
     np.testing.assert_array_equal(labels, expected["top_k_labels"].numpy())
     np.testing.assert_allclose(scores, expected["top_k_scores"].numpy(), atol=1e-6)
 
-    crops = tf.stack([serving._eval_preprocess(tf.constant(images["small"]), IMAGE_SIZE)])
+    crops = tf.stack([preprocessing.eval_preprocess(tf.constant(images["small"]), IMAGE_SIZE)])
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "ghostnet"
     request.model_spec.signature_name = serving.IMAGES_SIGNATURE
@@ -674,7 +652,7 @@ def test_ghostnet_from_width_and_weights(ghostnet, tmp_path):
 
 @pytest.mark.slow
 def test_cli_subprocess_exports_ghostnet_keras_file(ghostnet, loaded, tmp_path, images):
-    crops = tf.stack([serving._eval_preprocess(tf.constant(images["portrait"]), IMAGE_SIZE)])
+    crops = tf.stack([preprocessing.eval_preprocess(tf.constant(images["portrait"]), IMAGE_SIZE)])
     expected = loaded.signatures[serving.IMAGES_SIGNATURE](images=crops)["probabilities"].numpy()
     model_path = tmp_path / "ghostnet_050.keras"
     ghostnet.save(model_path)

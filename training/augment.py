@@ -13,9 +13,10 @@ Recipes (see docs/ghostnet-reference.md, section 7):
   `tf.image.stateless_sample_distorted_bounding_box` (area 0.08-1, aspect 3/4-4/3, centre crop
   fallback) and decoded with `tf.image.decode_and_crop_jpeg` (only the crop is decoded), resized to
   `image_size`, random horizontal flip, brightness/contrast/saturation jitter 0.4, clip [0, 255].
-* ImageNet evaluation (`eval_preprocess`): resize the shorter side to
-  `round(image_size / 0.875)` (256 for 224) with antialiased bicubic, centre crop `image_size`,
-  clip [0, 255]. The serving export and TFLite representative data reuse it.
+* ImageNet evaluation (`imagenet_eval_preprocess`): decode, then
+  `ghostnet_keras.preprocessing.eval_preprocess`, the reference transform shared with the
+  serving export: resize the shorter side to `floor(image_size / 0.875)` (256 for 224) with
+  antialiased bicubic (rounded and clipped to [0, 255], like PIL), centre crop `image_size`.
 * CIFAR training (`cifar_train_preprocess`, He et al.): zero pad 4, random 32x32 crop, horizontal
   flip, then resize if `image_size != 32`.
 * Digits (`digits_train_preprocess`): light random translation/zoom (random crop of side 26-32 of
@@ -29,12 +30,8 @@ from typing import Any
 
 import tensorflow as tf
 
-CROP_FRACTION = 0.875
-"""Fraction of the resized shorter side kept by the evaluation centre crop (224 of 256)."""
+from ghostnet_keras.preprocessing import CROP_FRACTION, MAX_PIXEL_VALUE, eval_preprocess
 
-MAX_PIXEL_VALUE = 255.0
-
-_BICUBIC = "bicubic"
 _BILINEAR = "bilinear"
 
 
@@ -74,14 +71,6 @@ def to_rgb_float(image: tf.Tensor) -> tf.Tensor:
     return tf.cast(image, tf.float32)
 
 
-def eval_resize_size(image_size: int, crop_fraction: float = CROP_FRACTION) -> int:
-    """Shorter-side size before the evaluation centre crop: `round(image_size / 0.875)`.
-
-    224 -> 256, 192 -> 219, 160 -> 183, 32 -> 37.
-    """
-    return round(image_size / crop_fraction)
-
-
 def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
     """Decodes encoded JPEG/PNG/GIF/BMP bytes to a uint8 `[H, W, 3]` RGB image."""
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
@@ -89,73 +78,17 @@ def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
     return image
 
 
-def resize_shorter_side(
-    image: tf.Tensor, size: int, *, method: str = _BICUBIC, antialias: bool = True
-) -> tf.Tensor:
-    """Resizes `[H, W, C]` (or `[B, H, W, C]`) so the shorter side is `size`, keeping the aspect.
-
-    The longer side is `round(long * size / short)`. Returns float32 (values may overshoot the
-    input range with bicubic: clip afterwards).
-    """
-    shape = tf.shape(image)
-    height, width = shape[-3], shape[-2]
-    h = tf.cast(height, tf.float64)
-    w = tf.cast(width, tf.float64)
-    portrait = height <= width
-    new_h = tf.where(portrait, size, tf.cast(tf.round(h * size / w), tf.int32))
-    new_w = tf.where(portrait, tf.cast(tf.round(w * size / h), tf.int32), size)
-    image = tf.cast(image, tf.float32)
-    return tf.image.resize(image, tf.stack([new_h, new_w]), method=method, antialias=antialias)
-
-
-def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Crops the central `size x size` window of `[H, W, C]` (or `[B, H, W, C]`), H, W >= size."""
-    shape = tf.shape(image)
-    offset_y = (shape[-3] - size) // 2
-    offset_x = (shape[-2] - size) // 2
-    return tf.image.crop_to_bounding_box(image, offset_y, offset_x, size, size)
-
-
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------
 
 
-def eval_preprocess(
-    image: tf.Tensor,
-    image_size: int,
-    *,
-    crop_fraction: float = CROP_FRACTION,
-    method: str = _BICUBIC,
-    antialias: bool = True,
-) -> tf.Tensor:
-    """ImageNet evaluation preprocessing of a decoded image.
-
-    Resizes the shorter side to `round(image_size / crop_fraction)` (256 for 224) with
-    antialiased bicubic interpolation (close to PIL's bicubic used by the PyTorch reference),
-    takes the central `image_size` square and clips to [0, 255].
-
-    Args:
-        image: uint8 (or float in [0, 255]) `[H, W, C]` image, or a `[B, H, W, C]` batch of
-            same-sized images; C is 3 (RGB), 1 (grayscale, tiled to RGB) or 4 (alpha dropped).
-        image_size: output height and width.
-        crop_fraction: fraction of the resized shorter side kept by the crop.
-        method: `tf.image.resize` method.
-        antialias: antialias when downsampling.
-
-    Returns:
-        float32 `[image_size, image_size, 3]` (or batched) RGB values in [0, 255].
-    """
-    image = to_rgb_float(image)
-    image = resize_shorter_side(
-        image, eval_resize_size(image_size, crop_fraction), method=method, antialias=antialias
-    )
-    image = center_crop(image, image_size)
-    return clip_pixels(image)
-
-
 def imagenet_eval_preprocess(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Decodes encoded image bytes and applies `eval_preprocess`."""
+    """Decodes encoded image bytes and applies the reference evaluation preprocessing.
+
+    `ghostnet_keras.preprocessing.eval_preprocess`: shorter side resized to
+    `floor(image_size / 0.875)` (bicubic, antialiased, rounded), centre crop `image_size`.
+    """
     image = eval_preprocess(decode_image(image_bytes), image_size)
     return tf.ensure_shape(image, [image_size, image_size, 3])
 

