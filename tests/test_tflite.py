@@ -18,6 +18,8 @@ import keras
 import numpy as np
 import pytest
 
+pytest.importorskip("ai_edge_litert", reason="needs the `tflite` extra (ai-edge-litert)")
+
 from tflite import benchmark, convert, gpu_supported_ops, inventory
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -252,12 +254,14 @@ def test_representative_sources(tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(image)
     (images,) = list(convert.representative_source(str(tmp_path), 5, 32)())
     assert images.shape == (32, 32, 3) and np.allclose(images, 200.0)
-    if "training" not in sys.modules:
-        try:
-            import training.data  # noqa: F401
-        except ImportError:
-            with pytest.raises(convert.RepresentativeDataError, match=r"training\.data"):
-                convert.representative_source("quickstart")
+
+
+@pytest.mark.slow
+def test_quickstart_representative_images() -> None:
+    pytest.importorskip("training.data", reason="the project's data pipeline is not available")
+    images = list(convert.quickstart_images(2, 48)())
+    assert len(images) == 2 and images[0].shape == (48, 48, 3)
+    assert float(images[0].max()) > 1.5  # RGB 0-255, not normalised
 
 
 def test_write_atomically_leaves_nothing_on_failure(tmp_path: Path) -> None:

@@ -195,12 +195,23 @@ def probe_gpu(data: bytes, gpu_delegate: str | None = None, timeout_s: float = 1
             )
         except subprocess.TimeoutExpired:
             return f"GPU probe timed out after {timeout_s:.0f} s"
+    native = _native_gpu_reason(result.stderr)
     for line in result.stdout.splitlines():
         if line.startswith("GPU_RESULT "):
-            payload = json.loads(line[len("GPU_RESULT ") :])
-            return payload.get("error", "")
-    reason = _last_error_line(result.stderr) or f"probe exited with code {result.returncode}"
-    return reason
+            error = json.loads(line[len("GPU_RESULT ") :]).get("error", "")
+            return f"{error}; {native}" if error and native else error
+    return native or _last_error_line(result.stderr) or f"probe exit code {result.returncode}"
+
+
+def _native_gpu_reason(stderr: str) -> str:
+    """The most telling line of the GPU runtime's own log (e.g. WebGPU: "No adapters found")."""
+    lines = stderr.splitlines()
+    for keys in (("adapter", "vulkan", "no device"), ("webgpu", "opencl", "opengl", "gpu")):
+        for line in reversed(lines):
+            lowered = line.lower()
+            if any(k in lowered for k in keys) and ("fail" in lowered or "error" in lowered):
+                return line.rsplit("] ", 1)[-1].strip()
+    return ""
 
 
 def gpu_latency(
@@ -284,8 +295,11 @@ def _repo_root() -> str:
 
 
 def _gpu_reason_hint(reason: str) -> str:
-    if "adapter" in reason.lower():
-        return f"{reason}; LiteRT's WebGPU accelerator found no GPU adapter (no Vulkan device)"
+    if "no adapters" in reason.lower():
+        return (
+            "LiteRT's GPU accelerator (WebGPU) found no GPU adapter, i.e. no Vulkan device; "
+            f"{reason}"
+        )
     return reason
 
 
@@ -451,18 +465,28 @@ def plot_latency_vs_macs(entries: Sequence[Entry], threads: Sequence[int], path:
     from matplotlib import pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7.5, 5.0), dpi=120)
-    modes = list(dict.fromkeys(e.mode for e in entries))
-    for mode in modes:
-        for t in threads:
+    series = list(dict.fromkeys((e.mode, t) for e in entries for t in threads))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = {"GhostNet": ("o", "-"), "MobileNetV3": ("s", "--")}
+    for color_index, (mode, t) in enumerate(series):
+        color = colors[color_index % len(colors)]
+        for family, (marker, line) in {**styles, "other": ("^", ":")}.items():
             points = sorted(
                 (e.macs / 1e6, e.latency_ms[t]["median"], e.name)
                 for e in entries
-                if e.mode == mode and e.macs and t in e.latency_ms
+                if e.mode == mode and e.macs and t in e.latency_ms and _family(e.name) == family
             )
             if not points:
                 continue
             xs, ys, _ = zip(*points, strict=True)
-            axes.plot(xs, ys, marker="o", linestyle=":", label=f"{mode}, {t} thread(s)")
+            axes.plot(
+                xs,
+                ys,
+                marker=marker,
+                linestyle=line,
+                color=color,
+                label=f"{family}, {mode}, {t} thread(s)",
+            )
             for x, y, name in points:
                 axes.annotate(
                     DISPLAY_NAMES.get(name, name),
@@ -482,6 +506,14 @@ def plot_latency_vs_macs(entries: Sequence[Entry], threads: Sequence[int], path:
     plt.close(figure)
     tflite_convert.write_atomically({path: buffer.getvalue()})
     return path
+
+
+def _family(name: str) -> str:
+    if name.startswith("ghostnet"):
+        return "GhostNet"
+    if name.startswith("mobilenetv3"):
+        return "MobileNetV3"
+    return "other"
 
 
 def environment() -> dict[str, Any]:

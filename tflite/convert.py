@@ -62,7 +62,6 @@ MODES = ("fp32", "fp16", "dynamic", "int8", "qat_int8")
 INT8_MODES = ("int8", "qat_int8")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # Eval-style crop: resize the shorter side to size / 0.875 (256 for 224), centre-crop `size`.
-CROP_FRACTION = 0.875
 NORMALISES_INTERNALLY = "model normalises internally, feed RGB 0-255"
 METADATA_NOTE = (
     "TFLite Metadata not embedded: tflite-support (the only writer) is unmaintained since 0.4.4 "
@@ -184,6 +183,8 @@ def convert(
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         try:
             result = converter.convert()
+        except RepresentativeDataError:
+            raise
         except Exception as error:  # the converter raises assorted internal types
             details = captured()
             raise ConversionError(
@@ -217,8 +218,19 @@ def _quiet_stdout() -> Iterator[Callable[[], str]]:
             yield read
         finally:
             if saved is not None:
+                _flush_c_stdio()
                 os.dup2(saved, 1)
                 os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    """Flushes the C library's stdio buffers (native prints sit there when stdout is a pipe)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no libc symbols (unusual platforms)
+        pass
 
 
 def _is_keras3_model(model: Any) -> bool:
@@ -248,11 +260,10 @@ def _with_batch_size(model: Any, batch_size: int | None) -> Any:
     inputs = list(model.inputs)
     if all(x.shape[0] == batch_size for x in inputs):
         return model
+    names = ["images"] if len(inputs) == 1 else [_input_name(x, i) for i, x in enumerate(inputs)]
     new_inputs = [
-        keras_module.Input(
-            batch_shape=(batch_size, *tuple(x.shape)[1:]), dtype=x.dtype, name=_input_name(x, i)
-        )
-        for i, x in enumerate(inputs)
+        keras_module.Input(batch_shape=(batch_size, *tuple(x.shape)[1:]), dtype=x.dtype, name=n)
+        for x, n in zip(inputs, names, strict=True)
     ]
     outputs = model(new_inputs[0] if len(new_inputs) == 1 else new_inputs, training=False)
     return keras_module.Model(new_inputs, outputs, name=model.name)
@@ -354,7 +365,8 @@ def synthetic_images(
     """Deterministic "real-ish" RGB images in [0, 255]: smooth colour fields with edges.
 
     Each image is a sum of a few random low-frequency colour gratings, a couple of flat shapes
-    and a little noise, stretched to a random contrast range, so activations cover ranges
+    and a little noise, stretched to a random contrast range (every fourth image to the full
+    0-255 range, so that a calibrated int8 input covers it), so activations cover ranges
     similar to photographs (unlike uniform noise). Good for tests and smoke runs; calibrate real
     deployments on real images (`folder_images`).
 
@@ -375,7 +387,7 @@ def synthetic_images(
             np.linspace(0.0, 1.0, width, dtype=np.float32),
             indexing="ij",
         )
-        for _ in range(num_images):
+        for index in range(num_images):
             image = np.zeros((height, width, 3), np.float32)
             for _ in range(4):
                 fx, fy = rng.uniform(-4.0, 4.0, size=2)
@@ -390,10 +402,27 @@ def synthetic_images(
             image += rng.normal(0.0, 0.05, size=image.shape).astype(np.float32)
             low, high = image.min(), image.max()
             lo, hi = rng.uniform(0.0, 60.0), rng.uniform(190.0, 255.0)
+            if index % 4 == 0:  # full range, so that calibrated input ranges span 0-255
+                lo, hi = 0.0, 255.0
             image = (image - low) / max(float(high - low), 1e-6) * (hi - lo) + lo
             yield np.clip(image, 0.0, 255.0).astype(np.float32)
 
     return generate
+
+
+def eval_crop(image: Any, size: tuple[int, int]) -> np.ndarray:
+    """The reference evaluation resize + centre crop (`ghostnet_keras.preprocessing`).
+
+    Only square sizes: the reference preprocessing crops a square.
+    """
+    from ghostnet_keras.preprocessing import eval_preprocess
+
+    height, width = size
+    if height != width:
+        raise RepresentativeDataError(
+            f"Representative images need a square input size; the model takes {size}."
+        )
+    return np.asarray(eval_preprocess(image, height), dtype=np.float32)
 
 
 def folder_images(
@@ -426,23 +455,9 @@ def folder_images(
             image = tf.io.decode_image(
                 tf.io.read_file(str(path)), channels=3, expand_animations=False
             )
-            yield eval_crop(image.numpy(), (height, width))
+            yield eval_crop(image, (height, width))
 
     return generate
-
-
-def eval_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resizes the shorter side to `size / 0.875` and centre-crops `size`; float32 output."""
-    import tensorflow as tf
-
-    height, width = size
-    h, w = image.shape[:2]
-    scale = max(height, width) / CROP_FRACTION / min(h, w)
-    new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
-    resized = tf.image.resize(tf.cast(image, tf.float32), (new_h, new_w), method="bilinear")
-    top, left = (new_h - height) // 2, (new_w - width) // 2
-    crop = resized[top : top + height, left : left + width, :]
-    return np.clip(crop.numpy(), 0.0, 255.0).astype(np.float32)
 
 
 def quickstart_images(
