@@ -7,10 +7,8 @@ ILSVRC tars), image folders are written here.
 
 from __future__ import annotations
 
-import io
 import os
 import socket
-import tarfile
 import time
 from pathlib import Path
 
@@ -22,6 +20,8 @@ import tensorflow_datasets as tfds
 from ghostnet_keras import preprocessing
 from training import augment, data
 from training import quickstart_dataset as qs
+
+from .fakes import write_fake_ilsvrc_tars
 
 QS_SPLITS = {"train": 4500, "test": 500}
 CIFAR10_CLASSES = (
@@ -400,31 +400,9 @@ def test_imagenet_mocked_jpeg_bytes(mock_meta_dir: str) -> None:
             _check_batch(x, y, len(y), 64, 1000)
 
 
-def _fake_ilsvrc_tars(manual: Path) -> None:
-    def add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
-        member = tarfile.TarInfo(name)
-        member.size = len(payload)
-        tar.addfile(member, io.BytesIO(payload))
-
-    def jpeg(seed: int) -> bytes:
-        return tf.io.encode_jpeg(_random_image(seed, 40, 60)).numpy()
-
-    manual.mkdir(parents=True)
-    with tarfile.open(manual / "ILSVRC2012_img_train.tar", "w") as outer:
-        for k, synset in enumerate(("n01440764", "n01443537")):
-            buffer = io.BytesIO()
-            with tarfile.open(fileobj=buffer, mode="w") as inner:
-                for i in range(3):
-                    add(inner, f"{synset}_{i}.JPEG", jpeg(10 * k + i))
-            add(outer, f"{synset}.tar", buffer.getvalue())
-    with tarfile.open(manual / "ILSVRC2012_img_val.tar", "w") as tar:
-        for i in range(1, 4):
-            add(tar, f"ILSVRC2012_val_{i:08d}.JPEG", jpeg(100 + i))
-
-
 def test_imagenet_prepares_offline_from_manual_tars(tmp_path: Path) -> None:
     manual = tmp_path / "manual"
-    _fake_ilsvrc_tars(manual)
+    write_fake_ilsvrc_tars(manual)
     data_dir = str(tmp_path / "tfds")
     info = data.dataset_info("imagenet2012", data_dir=data_dir, manual_dir=str(manual))
     assert info.num_examples == {"train": 6, "validation": 3}
