@@ -64,7 +64,7 @@ def keras_train_images_per_s(jit_compile: bool) -> float:
     from training.loop import Trainer
 
     config = get_config("quickstart", f"width=1.0,image_size={FLAGS.image_size},"
-                        f"global_batch_size={FLAGS.batch_size},epochs=1,steps_per_epoch=1")
+                        f"global_batch_size={FLAGS.batch_size},epochs=100,steps_per_epoch=10")
     strategy = tf.distribute.get_strategy()
     with tempfile.TemporaryDirectory() as model_dir:
         trainer = Trainer(config, strategy, model_dir, jit_compile=jit_compile)
