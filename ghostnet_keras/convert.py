@@ -18,9 +18,14 @@ from pathlib import Path
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "Reference checkpoint (.pth, .pt, .bin, .safetensors).")
-flags.DEFINE_string("output", None, "Output file: `.weights.h5` (weights) or `.keras` (model).")
-flags.DEFINE_float("width", 1.0, "Width multiplier of the checkpoint's GhostNet.")
+
+
+def define_flags() -> None:
+    """Defines the command-line flags (only when run as a program, so that importing
+    this module never clashes with another module's flags)."""
+    flags.DEFINE_string("checkpoint", None, "Reference checkpoint (.pth, .pt, .bin, .safetensors).")
+    flags.DEFINE_string("output", None, "Output file: `.weights.h5` (weights) or `.keras` (model).")
+    flags.DEFINE_float("width", 1.0, "Width multiplier of the checkpoint's GhostNet.")
 
 
 def convert_checkpoint(checkpoint: str | Path, output: str | Path, width: float = 1.0) -> Path:
@@ -66,6 +71,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-convert`)."""
+    define_flags()
     flags.mark_flags_as_required(["checkpoint", "output"])
     app.run(main)
 

@@ -25,16 +25,21 @@ import numpy as np
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", "runs/main", "Where report.json and report.md are written.")
-flags.DEFINE_list("widths", ["0.5", "1.0", "1.3"], "Width multipliers to report.")
-flags.DEFINE_integer("batch_size", 8, "Batch size of the timed forward passes.")
-flags.DEFINE_integer("timed_batches", 5, "Number of timed batches (after one warm-up).")
-flags.DEFINE_string(
-    "reference_dir",
-    str(Path(__file__).resolve().parents[2] / "shared" / "reference"),
-    "Folder with the reference oracle (ghostnet_XXX.safetensors, ghostnet_XXX_expected.npz); "
-    "skipped when absent.",
-)
+
+
+def define_flags() -> None:
+    """Defines the command-line flags (only when run as a program, so that importing
+    this module never clashes with another module's flags)."""
+    flags.DEFINE_string("output_dir", "runs/main", "Where report.json and report.md are written.")
+    flags.DEFINE_list("widths", ["0.5", "1.0", "1.3"], "Width multipliers to report.")
+    flags.DEFINE_integer("batch_size", 8, "Batch size of the timed forward passes.")
+    flags.DEFINE_integer("timed_batches", 5, "Number of timed batches (after one warm-up).")
+    flags.DEFINE_string(
+        "reference_dir",
+        str(Path(__file__).resolve().parents[2] / "shared" / "reference"),
+        "Folder with the reference oracle (ghostnet_XXX.safetensors, ghostnet_XXX_expected.npz); "
+        "skipped when absent.",
+    )
 
 # Paper (table 7): params (M), FLOPs (M), top-1 (%).
 PAPER = {0.5: (2.6, 42, 66.2), 1.0: (5.2, 141, 73.9), 1.3: (7.3, 226, 75.7)}
@@ -124,6 +129,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-report`)."""
+    define_flags()
     app.run(main)
 
 

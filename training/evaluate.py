@@ -18,17 +18,22 @@ from typing import Any
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "A .keras model to evaluate.")
-flags.DEFINE_string("weights", None,
-                    "GhostNet weights instead of --model: 'imagenet' or a weights file.")
-flags.DEFINE_float("width", 1.0, "GhostNet width for --weights.")
-flags.DEFINE_string("dataset", "imagenet2012", "Dataset name (see training.data.DATASETS).")
-flags.DEFINE_string("split", None, "Split (default: the dataset's evaluation split).")
-flags.DEFINE_integer("image_size", 224, "Evaluation crop size.")
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data dir.")
-flags.DEFINE_string("manual_dir", None, "Folder with the ILSVRC2012 tars (imagenet2012).")
-flags.DEFINE_string("folder", None, "Image folder root for image_folder.")
+
+
+def define_flags() -> None:
+    """Defines the command-line flags (only when run as a program, so that importing
+    this module never clashes with another module's flags)."""
+    flags.DEFINE_string("model", None, "A .keras model to evaluate.")
+    flags.DEFINE_string("weights", None,
+                        "GhostNet weights instead of --model: 'imagenet' or a weights file.")
+    flags.DEFINE_float("width", 1.0, "GhostNet width for --weights.")
+    flags.DEFINE_string("dataset", "imagenet2012", "Dataset name (see training.data.DATASETS).")
+    flags.DEFINE_string("split", None, "Split (default: the dataset's evaluation split).")
+    flags.DEFINE_integer("image_size", 224, "Evaluation crop size.")
+    flags.DEFINE_integer("batch_size", 64, "Batch size.")
+    flags.DEFINE_string("data_dir", None, "tensorflow-datasets data dir.")
+    flags.DEFINE_string("manual_dir", None, "Folder with the ILSVRC2012 tars (imagenet2012).")
+    flags.DEFINE_string("folder", None, "Image folder root for image_folder.")
 
 
 def evaluate_model(
@@ -87,6 +92,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-evaluate`)."""
+    define_flags()
     app.run(main)
 
 

@@ -31,11 +31,17 @@ import numpy as np
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", "runs/main", "Where every stage writes.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data dir for the quickstart digits.")
-flags.DEFINE_string("params_override", "", "Overrides of the quickstart recipe (field=value,...).")
-flags.DEFINE_integer("qat_epochs", 2, "Epochs of quantization-aware fine-tuning.")
-flags.DEFINE_integer("benchmark_iterations", 50, "Timed LiteRT runs per model.")
+
+
+def define_flags() -> None:
+    """Defines the command-line flags (only when run as a program, so that importing
+    this module never clashes with another module's flags)."""
+    flags.DEFINE_string("output_dir", "runs/main", "Where every stage writes.")
+    flags.DEFINE_string("data_dir", None, "tensorflow-datasets data dir for the quickstart digits.")
+    flags.DEFINE_string("params_override", "",
+                        "Overrides of the quickstart recipe (field=value,...).")
+    flags.DEFINE_integer("qat_epochs", 2, "Epochs of quantization-aware fine-tuning.")
+    flags.DEFINE_integer("benchmark_iterations", 50, "Timed LiteRT runs per model.")
 
 FLOAT_FORMATS = ("fp32", "fp16", "int8")
 
@@ -110,6 +116,7 @@ class Pipeline:
     def tflite(self) -> None:
         from tflite.convert import convert, describe, write_outputs
         from training import data as training_data
+        from training.qat import SAVED_MODEL_DIR, convert_qat
 
         model = self._float_model()
         calibration, _ = self._images("train", 200)
@@ -119,11 +126,10 @@ class Pipeline:
 
         labels = training_data.dataset_info("quickstart", data_dir=self.source.data_dir)
         target = self.output_dir / "tflite"
-        conversions = [(mode, model, representative if mode == "int8" else None)
-                       for mode in FLOAT_FORMATS]
-        conversions.append(("qat_int8", str(self.output_dir / "qat" / "qat_saved_model"), None))
-        for mode, source, calibration_data in conversions:
-            tflite_bytes = convert(source, mode, calibration_data)
+        converted = {mode: convert(model, mode, representative if mode == "int8" else None)
+                     for mode in FLOAT_FORMATS}
+        converted["qat_int8"] = convert_qat(self.output_dir / "qat" / SAVED_MODEL_DIR)
+        for mode, tflite_bytes in converted.items():
             path = target / f"ghostnet_quickstart_{mode}.tflite"
             write_outputs(tflite_bytes, path, describe(tflite_bytes, mode, model),
                           labels.class_names)
@@ -262,6 +268,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-main`)."""
+    define_flags()
     app.run(main)
 
 

@@ -21,31 +21,40 @@ from training.configs import RECIPES
 from training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("recipe", "quickstart", sorted(RECIPES), "Training recipe (a config).")
-flags.DEFINE_string("params_override", "",
-                    "Comma-separated field=value overrides of the recipe's config, e.g. "
-                    "'epochs=10,global_batch_size=256,width=1.3'.")
-flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, logs, history, final model.")
-flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy.")
-flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu.")
-flags.DEFINE_integer("cpu_devices", 0,
-                     "Split the CPU into this many logical devices (mirrored training on CPU).")
-flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
-                  "Keras dtype policy.")
-flags.DEFINE_boolean("jit_compile", False, "Compile the training step with XLA.")
-flags.DEFINE_boolean("deterministic", False,
-                     "Deterministic input pipeline and TF ops (slower; for reproducible runs).")
-flags.DEFINE_string("data_dir", None,
-                    "tensorflow-datasets data dir (default ~/tensorflow_datasets).")
-flags.DEFINE_string("manual_dir", None, "Folder with ILSVRC2012_img_{train,val}.tar (imagenet).")
-flags.DEFINE_string("folder", None, "Image folder root (<split>/<class>/*.jpg) for image_folder.")
-flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download the dataset.")
-flags.DEFINE_integer("max_steps", 0, "Stop after this many steps in this process (0: no limit).")
-flags.DEFINE_boolean("qat", False,
-                     "Quantization-aware fine-tuning (tfmot, tf_keras) of --init_from's model; "
-                     "epochs and learning rate from the recipe (override them).")
-flags.DEFINE_string("init_from", None, "Trained float model (.keras) to start --qat from.")
-flags.mark_flag_as_required("model_dir")
+
+
+def define_flags() -> None:
+    """Defines the command-line flags (only when run as a program, so that importing
+    this module never clashes with another module's flags)."""
+    flags.DEFINE_enum("recipe", "quickstart", sorted(RECIPES), "Training recipe (a config).")
+    flags.DEFINE_string("params_override", "",
+                        "Comma-separated field=value overrides of the recipe's config, e.g. "
+                        "'epochs=10,global_batch_size=256,width=1.3'.")
+    flags.DEFINE_string("model_dir", None,
+                        "Run directory: checkpoints, logs, history, final model.")
+    flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu.")
+    flags.DEFINE_integer("cpu_devices", 0,
+                         "Split the CPU into this many logical devices (mirrored training on CPU).")
+    flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
+                      "Keras dtype policy.")
+    flags.DEFINE_boolean("jit_compile", False, "Compile the training step with XLA.")
+    flags.DEFINE_boolean("deterministic", False,
+                         "Deterministic input pipeline and TF ops (slower; for reproducible runs).")
+    flags.DEFINE_string("data_dir", None,
+                        "tensorflow-datasets data dir (default ~/tensorflow_datasets).")
+    flags.DEFINE_string("manual_dir", None,
+                        "Folder with ILSVRC2012_img_{train,val}.tar (imagenet).")
+    flags.DEFINE_string("folder", None,
+                        "Image folder root (<split>/<class>/*.jpg) for image_folder.")
+    flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download the dataset.")
+    flags.DEFINE_integer("max_steps", 0,
+                         "Stop after this many steps in this process (0: no limit).")
+    flags.DEFINE_boolean("qat", False,
+                         "Quantization-aware fine-tuning (tfmot, tf_keras) of --init_from's model; "
+                         "epochs and learning rate from the recipe (override them).")
+    flags.DEFINE_string("init_from", None, "Trained float model (.keras) to start --qat from.")
+    flags.mark_flag_as_required("model_dir")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -96,6 +105,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-train`)."""
+    define_flags()
     app.run(main)
 
 
