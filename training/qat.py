@@ -617,13 +617,15 @@ def train_qat(
         train_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
         validation_data=eval_data, callbacks=callbacks, verbose=2 if chief else 0,
     )
+    # Every worker saves (the variables are read collectively); all but the chief to a scratch
+    # directory they delete again.
+    save_qat_model(model, (model_dir if chief else scratch) / SAVED_MODEL_DIR)
+    # BackupAndRestore empties its directory after a successful fit (each worker its part).
+    with contextlib.suppress(OSError):
+        backup_dir.rmdir()
     if chief:
-        with contextlib.suppress(OSError):  # BackupAndRestore leaves it empty after success
-            backup_dir.rmdir()
-        save_qat_model(model, model_dir / SAVED_MODEL_DIR)
         print(f"wrote {model_dir / SAVED_MODEL_DIR}", flush=True)
-    else:  # every worker saves (collective reads of the variables); the others to a scratch dir
-        save_qat_model(model, scratch / SAVED_MODEL_DIR)
+    else:
         shutil.rmtree(scratch, ignore_errors=True)
     return rows
 

@@ -52,7 +52,7 @@ def define_flags() -> None:
                          "Stop after this many steps in this process (0: no limit).")
     flags.DEFINE_boolean("qat", False,
                          "Quantization-aware fine-tuning (tfmot, tf_keras) of --init_from's model; "
-                         "epochs and learning rate from the recipe (override them).")
+                         "epochs from the recipe (override them); lr 1/100 of the recipe's.")
     flags.DEFINE_string("init_from", None, "Trained float model (.keras) to start --qat from.")
     flags.mark_flag_as_required("model_dir")
 
