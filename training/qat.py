@@ -6,8 +6,8 @@ one definition of the architecture), given the float Keras 3 model's weights by 
 made quantization-friendly and wrapped by `quantize_annotate_model` + `quantize_apply`.
 
 `tf_keras` and `tensorflow_model_optimization` are imported only inside the functions that need
-them: importing tfmot sets `TF_USE_LEGACY_KERAS=1`, after which `tf.keras` silently means tf_keras
-for the whole process. Importing this module does neither.
+them: importing tfmot sets `TF_USE_LEGACY_KERAS=1`, after which TensorFlow's keras attribute
+silently means tf_keras for the whole process. Importing this module does neither.
 
 What the default 8-bit scheme does not cover, and what is done about it:
 
