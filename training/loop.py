@@ -20,7 +20,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ghostnet_keras.report import write_atomically
 from training import data
 from training.configs import TrainConfig
 from training.models import build_model
@@ -42,17 +42,6 @@ class DataSource:
     manual_dir: str | None = None
     folder: str | None = None
     download: bool = False
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _format_eta(seconds: float) -> str:
@@ -241,12 +230,12 @@ class Trainer:
         return [row for row in json.loads(path.read_text()) if row["epoch"] < completed_epochs]
 
     def _write_history(self, history: list[dict]) -> None:
-        _write_atomically(self._history_path(), json.dumps(history, indent=2) + "\n")
+        write_atomically(self._history_path(), json.dumps(history, indent=2) + "\n")
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-        _write_atomically(self.model_dir / "history.csv", buffer.getvalue())
+        write_atomically(self.model_dir / "history.csv", buffer.getvalue())
 
     def _log(self, message: str) -> None:
         if self.chief:
@@ -261,7 +250,7 @@ class Trainer:
             self._log(f"resumed from {self.manager.latest_checkpoint}: epoch "
                       f"{int(self.epoch) + 1}, step {int(self.step_in_epoch)}")
         if self.chief:
-            _write_atomically(self.model_dir / "config.json", config.to_json() + "\n")
+            write_atomically(self.model_dir / "config.json", config.to_json() + "\n")
         history = self._load_history(int(self.epoch))
         writer = tf.summary.create_file_writer(str(self.model_dir / "tensorboard")) \
             if self.chief else tf.summary.create_noop_writer()
