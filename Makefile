@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,train,qat,tflite,serving
 OUTPUT_DIR ?= runs/main
+# pytest-xdist workers (one module per worker, so module fixtures are built once).
+TEST_WORKERS ?= 2
 
 .PHONY: main test lint clean
 
@@ -20,7 +22,7 @@ main: $(VENV)/.installed-$(EXTRAS)
 
 test: $(VENV)/.installed-$(EXTRAS)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -196,7 +196,8 @@ def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp
     assert len((model_dir / "qat_history.csv").read_text().splitlines()) == 2
     assert not (model_dir / "qat_backup").exists()
     saved_model = model_dir / "qat_saved_model"
-    assert (saved_model / "saved_model.pb").is_file()
+    assert qat._signature_input_shapes(saved_model) == {
+        "serving_default": (None, 32, 32, 3), qat.TFLITE_SIGNATURE: (1, 32, 32, 3)}
 
     tflite_bytes = qat.convert_qat(saved_model)  # raises FloatOpError on any float compute op
     assert float_compute_ops(tflite_bytes) == []

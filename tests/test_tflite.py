@@ -92,18 +92,25 @@ def ghostnet_small() -> keras.Model:
 
 
 @pytest.fixture(scope="module")
-def ghostnet_fp32(ghostnet_small: keras.Model) -> bytes:
-    return convert.convert(ghostnet_small, "fp32")
+def ghostnet_converted(ghostnet_small: keras.Model) -> dict[str, bytes]:
+    """fp32, fp16 and int8 from one export (`convert_modes`)."""
+    return convert.convert_modes(ghostnet_small, ("fp32", "fp16", "int8"),
+                                 convert.synthetic_images(8, SIZE))
 
 
 @pytest.fixture(scope="module")
-def ghostnet_fp16(ghostnet_small: keras.Model) -> bytes:
-    return convert.convert(ghostnet_small, "fp16")
+def ghostnet_fp32(ghostnet_converted: dict[str, bytes]) -> bytes:
+    return ghostnet_converted["fp32"]
 
 
 @pytest.fixture(scope="module")
-def ghostnet_int8(ghostnet_small: keras.Model) -> bytes:
-    return convert.convert(ghostnet_small, "int8", convert.synthetic_images(8, SIZE))
+def ghostnet_fp16(ghostnet_converted: dict[str, bytes]) -> bytes:
+    return ghostnet_converted["fp16"]
+
+
+@pytest.fixture(scope="module")
+def ghostnet_int8(ghostnet_converted: dict[str, bytes]) -> bytes:
+    return ghostnet_converted["int8"]
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +204,22 @@ def test_convert_argument_errors() -> None:
         convert.convert(model, "int4")
     with pytest.raises(ValueError, match="no representative_data"):
         convert.convert(model, "fp16", convert.synthetic_images(1, 32))
+
+
+def test_convert_modes_exports_once_and_matches_convert() -> None:
+    model = _tiny_model(flatten=True)
+    images = np.stack(list(convert.synthetic_images(3, 32, seed=2)()))
+    converted = convert.convert_modes(model, ("fp32", "int8"), convert.synthetic_images(4, 32))
+    assert list(converted) == ["fp32", "int8"]
+    separate = convert.convert(model, "fp32")
+    np.testing.assert_array_equal(_run_tflite(converted["fp32"], images),
+                                  _run_tflite(separate, images))
+    assert "STRIDED_SLICE" not in inventory.op_inventory(converted["fp32"])  # batch fixed to 1
+    convert.verify_full_integer(converted["int8"])
+    with pytest.raises(ValueError, match="distinct"):
+        convert.convert_modes(model, ("fp32", "fp32"))
+    with pytest.raises(convert.RepresentativeDataError):
+        convert.convert_modes(model, ("fp32", "int8"))
 
 
 def test_dynamic_batch_flatten_would_split_the_gpu_graph() -> None:

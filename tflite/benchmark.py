@@ -568,25 +568,22 @@ def run_benchmark(
     entries: list[Entry] = []
     for name in models:
         keras_model = None
+        paths = {mode: models_dir / f"{name}_{input_size}_{mode}.tflite" for mode in modes}
+        missing = [mode for mode in modes if not (reuse_converted and paths[mode].exists())]
+        if missing:
+            keras_model = build_model(name, input_size)
+            start = time.perf_counter()
+            converted = tflite_convert.convert_modes(  # one export for every mode
+                keras_model, missing,
+                tflite_convert.synthetic_images(num_calibration, input_size),
+            )
+            for mode, data in converted.items():
+                log(f"converted {name} {mode}: {len(data) / 2**20:.2f} MB")
+                tflite_convert.write_atomically({paths[mode]: data})
+            log(f"converted {name} in {time.perf_counter() - start:.0f} s")
         for mode in modes:
-            path = models_dir / f"{name}_{input_size}_{mode}.tflite"
-            if reuse_converted and path.exists():
-                data = path.read_bytes()
-            else:
-                if keras_model is None:
-                    keras_model = build_model(name, input_size)
-                representative = (
-                    tflite_convert.synthetic_images(num_calibration, input_size)
-                    if mode in tflite_convert.INT8_MODES
-                    else None
-                )
-                start = time.perf_counter()
-                data = tflite_convert.convert(keras_model, mode, representative)
-                log(
-                    f"converted {name} {mode}: {len(data) / 2**20:.2f} MB in "
-                    f"{time.perf_counter() - start:.0f} s"
-                )
-                tflite_convert.write_atomically({path: data})
+            path = paths[mode]
+            data = path.read_bytes()
             macs = params = None
             sidecar = path.with_suffix(".cost.json")
             if sidecar.exists() and reuse_converted:

@@ -14,7 +14,8 @@ Modes:
 - `qat_int8`: full-integer conversion of a quantization-aware-trained model. tfmot only
   quantizes tf_keras models, so this mode takes a tf_keras model (e.g. from
   `tfmot.quantization.keras.quantize_model`) or the path of a SavedModel exported from one; the
-  fake-quant ranges replace calibration (representative data is optional). Same check as `int8`.
+  fake-quant ranges replace calibration (no representative data needed). Same check as `int8`.
+  The CLI converts a QAT SavedModel through `training.qat.convert_qat`, which fixes its batch.
 
 Keras 3 models go through `tf.lite.TFLiteConverter.from_keras_model` (which exports them with
 `keras.export.ExportArchive`); never `from_concrete_functions` with a Keras 3 model (it silently
@@ -42,6 +43,7 @@ python -m tflite.convert --model=/path/qat_savedmodel --mode=qat_int8 --output=o
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -107,6 +109,7 @@ def convert(
     int8_io: bool = False,
     *,
     batch_size: int | None = 1,
+    signature_key: str | None = None,
 ) -> bytes:
     """Converts a model to a TFLite flatbuffer.
 
@@ -122,6 +125,8 @@ def convert(
         batch_size: batch dimension to fix in the converted model (1, the default, gives static
             shapes: no SHAPE/STRIDED_SLICE/PACK ops, GPU-delegate friendly). `None` keeps the
             model's own (usually dynamic) batch. Ignored for SavedModel paths.
+        signature_key: SavedModel paths only: the signature to convert (default
+            `serving_default`).
 
     Returns:
         The `.tflite` model bytes.
@@ -158,8 +163,11 @@ def convert(
             "post-training quantization of a Keras 3 model."
         )
 
+    if signature_key is not None and not saved_model:
+        raise ValueError("signature_key applies to a SavedModel path only.")
     if saved_model:
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(model))
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            str(model), signature_keys=[signature_key] if signature_key else None)
     else:
         converter = tf.lite.TFLiteConverter.from_keras_model(_with_batch_size(model, batch_size))
 
@@ -170,8 +178,11 @@ def convert(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif mode in INT8_MODES:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if representative_data is not None:
+            # Calibrated: ask for integer-only kernels. Without calibration (a QAT model, whose
+            # fake-quant ranges are the parameters) TF 2.21 refuses TFLITE_BUILTINS_INT8, so the
+            # default op set is kept and verify_full_integer below enforces integer-only.
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.representative_dataset = _converter_dataset(representative_data)
         if int8_io:
             converter.inference_input_type = tf.int8
@@ -195,6 +206,73 @@ def convert(
     if mode in INT8_MODES:
         verify_full_integer(result, float_io=not int8_io)
     return bytes(result)
+
+
+def convert_modes(
+    model: Any,
+    modes: Sequence[str],
+    representative_data: RepresentativeData | None = None,
+    int8_io: bool = False,
+    *,
+    batch_size: int | None = 1,
+) -> dict[str, bytes]:
+    """Converts one model in several modes; a Keras 3 model is exported only once.
+
+    `convert` exports a Keras 3 model to a SavedModel on every call (what
+    `TFLiteConverter.from_keras_model` does, about half of a GhostNet conversion's time); this
+    exports it once (`export_for_conversion`) and converts that SavedModel in each mode, with
+    the same result as separate `convert` calls.
+
+    Args:
+        model: as for `convert`.
+        modes: conversion modes (see `MODES`), each at most once.
+        representative_data: calibration images, used by the `int8` mode only.
+        int8_io: int8 input/output for the `int8` / `qat_int8` modes (ignored by the others).
+        batch_size: as for `convert`.
+
+    Returns:
+        `{mode: .tflite bytes}` in the order of `modes`.
+
+    Raises:
+        As `convert`, for the first mode that fails.
+    """
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown or len(set(modes)) != len(modes):
+        raise ValueError(f"modes must be distinct values of {MODES}; received {list(modes)}.")
+
+    def one(source: Any, mode: str) -> bytes:
+        return convert(source, mode, representative_data if mode == "int8" else None,
+                       int8_io and mode in INT8_MODES, batch_size=batch_size)
+
+    if len(modes) < 2 or not _is_keras3_model(model) or "qat_int8" in modes:
+        return {mode: one(model, mode) for mode in modes}
+    with tempfile.TemporaryDirectory(prefix="tflite_export_") as scratch:
+        saved_model = export_for_conversion(model, Path(scratch, "saved_model"), batch_size)
+        return {mode: one(str(saved_model), mode) for mode in modes}
+
+
+def export_for_conversion(model: Any, directory: str | os.PathLike,
+                          batch_size: int | None = 1) -> Path:
+    """Writes the inference SavedModel that `TFLiteConverter.from_keras_model` would convert.
+
+    A `keras.export.ExportArchive` with one endpoint, the model called with `training=False`,
+    inputs named as the model's (batch fixed to `batch_size` as in `convert`).
+
+    Returns:
+        `directory`, for `convert(str(directory), mode)`.
+    """
+    import keras
+    import tensorflow as tf
+
+    fixed = _with_batch_size(model, batch_size)
+    signature = [tf.TensorSpec(x.shape, x.dtype, name=x.name) for x in fixed.inputs]
+    archive = keras.export.ExportArchive()
+    archive.track(fixed)
+    archive.add_endpoint("serve", functools.partial(fixed.__call__, training=False),
+                         signature if len(signature) == 1 else [signature])
+    with _quiet_stdout():
+        archive.write_out(str(directory), verbose=False)
+    return Path(directory)
 
 
 @contextlib.contextmanager
@@ -769,8 +847,19 @@ def main(argv: Sequence[str]) -> None:
         representative = representative_source(values.representative, values.num_calibration, size)
     batch_size = values.batch_size or None
     try:
-        data = convert(model, values.mode, representative, values.int8_io, batch_size=batch_size)
-    except (ConversionError, ValueError, TypeError) as error:
+        if values.mode == "qat_int8" and isinstance(model, str):
+            if representative is not None:
+                raise ValueError("--mode=qat_int8 takes no --representative: the QAT model's "
+                                 "fake-quantization ranges are its calibration.")
+            # training.qat re-exports the SavedModel with --batch_size first (a dynamic batch
+            # would leave SHAPE/STRIDED_SLICE ops), then calls convert(..., "qat_int8").
+            from training.qat import convert_qat
+
+            data = convert_qat(model, values.int8_io, batch_size=batch_size)
+        else:
+            data = convert(model, values.mode, representative, values.int8_io,
+                           batch_size=batch_size)
+    except (ConversionError, ValueError, TypeError, OSError, ImportError) as error:
         raise SystemExit(f"error: {error}") from error
     sidecar = describe(data, values.mode, model)
     if values.labels:

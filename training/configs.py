@@ -44,6 +44,7 @@ class TrainConfig:
     weight_decay: float = 4e-5  # L2, on conv/dense kernels only (not BN, not biases)
     label_smoothing: float = 0.1
     ema_decay: float = 0.0  # 0 disables the exponential moving average of the weights
+    qat_epochs: int = 10  # quantization-aware fine-tuning (`--qat`) of the trained model
     # Bookkeeping
     checkpoint_every_steps: int = 0  # 0: only at the end of every epoch
     log_every_steps: int = 50
@@ -79,7 +80,7 @@ RECIPES: dict[str, TrainConfig] = {
         recipe="quickstart", model="ghostnet", width=0.5, dataset="quickstart", image_size=32,
         global_batch_size=64, epochs=15, base_learning_rate=0.2, base_batch_size=64,
         schedule="cosine", warmup_epochs=1.0, momentum=0.9, nesterov=True, weight_decay=4e-5,
-        label_smoothing=0.1, dropout_rate=0.1, log_every_steps=20,
+        label_smoothing=0.1, dropout_rate=0.1, log_every_steps=20, qat_epochs=2,
     ),
 }
 

@@ -40,7 +40,6 @@ def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "tensorflow-datasets data dir for the quickstart digits.")
     flags.DEFINE_string("params_override", "",
                         "Overrides of the quickstart recipe (field=value,...).")
-    flags.DEFINE_integer("qat_epochs", 2, "Epochs of quantization-aware fine-tuning.")
     flags.DEFINE_integer("benchmark_iterations", 50, "Timed LiteRT runs per model.")
 
 FLOAT_FORMATS = ("fp32", "fp16", "int8")
@@ -50,15 +49,13 @@ class Pipeline:
     """Runs the stages of the main job in `output_dir`, skipping finished ones."""
 
     def __init__(self, output_dir: str | os.PathLike, data_dir: str | None,
-                 params_override: str = "", qat_epochs: int = 2,
-                 benchmark_iterations: int = 50) -> None:
+                 params_override: str = "", benchmark_iterations: int = 50) -> None:
         from training.configs import get_config
         from training.loop import DataSource
 
         self.output_dir = Path(output_dir)
         self.config = get_config("quickstart", params_override)
         self.source = DataSource(data_dir=data_dir)
-        self.qat_epochs = qat_epochs
         self.benchmark_iterations = benchmark_iterations
         self.done_dir = self.output_dir / ".done"
 
@@ -84,15 +81,12 @@ class Pipeline:
                 source=self.source).train()
 
     def qat(self) -> None:
-        import dataclasses
-
         import tensorflow as tf
 
         from training.qat import train_qat
 
-        config = dataclasses.replace(self.config, epochs=self.qat_epochs)
-        train_qat(config, tf.distribute.get_strategy(), self.output_dir / "qat", self.source,
-                  str(self.output_dir / "train" / "model.keras"), epochs=self.qat_epochs)
+        train_qat(self.config, tf.distribute.get_strategy(), self.output_dir / "qat", self.source,
+                  str(self.output_dir / "train" / "model.keras"), epochs=self.config.qat_epochs)
 
     def _float_model(self) -> Any:
         import keras
@@ -114,7 +108,7 @@ class Pipeline:
         return (images[:count], labels[:count]) if count else (images, labels)
 
     def tflite(self) -> None:
-        from tflite.convert import convert, describe, write_outputs
+        from tflite.convert import convert_modes, describe, write_outputs
         from training import data as training_data
         from training.qat import SAVED_MODEL_DIR, convert_qat
 
@@ -126,8 +120,7 @@ class Pipeline:
 
         labels = training_data.dataset_info("quickstart", data_dir=self.source.data_dir)
         target = self.output_dir / "tflite"
-        converted = {mode: convert(model, mode, representative if mode == "int8" else None)
-                     for mode in FLOAT_FORMATS}
+        converted = convert_modes(model, FLOAT_FORMATS, representative)
         converted["qat_int8"] = convert_qat(self.output_dir / "qat" / SAVED_MODEL_DIR)
         for mode, tflite_bytes in converted.items():
             path = target / f"ghostnet_quickstart_{mode}.tflite"
@@ -262,7 +255,7 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    Pipeline(FLAGS.output_dir, FLAGS.data_dir, FLAGS.params_override, FLAGS.qat_epochs,
+    Pipeline(FLAGS.output_dir, FLAGS.data_dir, FLAGS.params_override,
              FLAGS.benchmark_iterations).run()
 
 

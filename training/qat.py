@@ -48,7 +48,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -64,6 +64,7 @@ if TYPE_CHECKING:  # heavy imports, for type checkers only
 BACKUP_DIR = "qat_backup"
 HISTORY_CSV = "qat_history.csv"
 HISTORY_JSON = "qat_history.json"
+TFLITE_SIGNATURE = "tflite_batch_1"  # the batch-1 signature save_qat_model adds
 SAVED_MODEL_DIR = "qat_saved_model"
 QAT_LEARNING_RATE_FACTOR = 0.01
 """Default QAT peak learning rate: this fraction of the recipe's (cosine decay, no warm-up).
@@ -75,8 +76,14 @@ converged model: 96.6% after its first epoch)."""
 
 def _qat_modules() -> tuple[ModuleType, ModuleType]:
     """Imports tf_keras and tfmot (which sets `TF_USE_LEGACY_KERAS=1` for the process)."""
-    import tensorflow_model_optimization as tfmot
-    import tf_keras
+    try:
+        import tensorflow_model_optimization as tfmot
+        import tf_keras
+    except ImportError as error:
+        raise ImportError(
+            f"Quantization-aware training needs the 'qat' extra ({error.name} is missing): "
+            "pip install -e '.[qat]' (pinned tf_keras and tensorflow-model-optimization)."
+        ) from error
 
     return tf_keras, tfmot
 
@@ -415,10 +422,12 @@ def save_qat_model(
 ) -> Path:
     """Saves a QAT model as a SavedModel; `target` appears (or is replaced) only when complete.
 
-    The SavedModel has one signature, `serving_default`, taking `images` of shape
-    `(batch_size, H, W, 3)` (`None`: any batch), RGB in [0, 255] like the float model. It is
-    saved without per-layer traces (`save_traces=False`: about 10x faster for GhostNet's ~300
-    layers); `tf_keras.models.load_model` still restores it inside `quantize_scope()`.
+    The signature `serving_default` takes `images` of shape `(batch_size, H, W, 3)` (`None`:
+    any batch), RGB in [0, 255] like the float model; unless `batch_size` is 1, the signature
+    `TFLITE_SIGNATURE` takes a batch of exactly 1, so that `convert_qat` converts the SavedModel
+    to a static-shape TFLite model without loading and re-saving it. It is saved without
+    per-layer traces (`save_traces=False`: about 10x faster for GhostNet's ~300 layers);
+    `tf_keras.models.load_model` still restores it inside `quantize_scope()`.
 
     Returns:
         The SavedModel directory.
@@ -428,18 +437,24 @@ def save_qat_model(
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     spec = model.inputs[0]
-    serve = tf.function(
-        lambda images: model(images, training=False),
-        input_signature=[tf.TensorSpec((batch_size, *spec.shape[1:]), spec.dtype, name="images")],
-    )
+
+    def serve(batch: int | None) -> Any:
+        return tf.function(
+            lambda images: model(images, training=False),
+            input_signature=[tf.TensorSpec((batch, *spec.shape[1:]), spec.dtype, name="images")],
+        )
+
+    # tf.functions, not concrete functions: under MultiWorkerMirroredStrategy a concrete
+    # function over distributed variables cannot be saved.
+    signatures = {"serving_default": serve(batch_size)}
+    if batch_size != 1:
+        signatures[TFLITE_SIGNATURE] = serve(1)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     old = None
     try:
         model.save(
             str(tmp), save_format="tf", include_optimizer=False, save_traces=False,
-            # The tf.function, not a concrete function: under MultiWorkerMirroredStrategy a
-            # concrete function over distributed variables cannot be saved.
-            signatures={"serving_default": serve},
+            signatures=signatures,
         )
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -634,28 +649,20 @@ def train_qat(
 # Conversion
 
 
-def _placeholder_representative_data(shape: tuple[int, ...]) -> Callable[[], Iterator[Any]]:
-    """A few constant images: TF 2.21's converter requires a representative dataset whenever
-    `supported_ops` is `TFLITE_BUILTINS_INT8`, even for a QAT model, where it is not used (the
-    fake-quant ranges are; checked: the quantization parameters do not depend on it)."""
-    import numpy as np
-
-    def generate() -> Iterator[Any]:
-        for value in (0.0, 127.5, 255.0):
-            yield np.full(shape, value, np.float32)
-
-    return generate
-
-
-def _signature_input_shape(saved_model_dir: str | os.PathLike) -> tuple[int | None, ...]:
-    """Input shape of the `serving_default` signature (`None` for unknown dimensions)."""
+def _signature_input_shapes(saved_model_dir: str | os.PathLike
+                            ) -> dict[str, tuple[int | None, ...]]:
+    """Input shape of each signature (`None` for unknown dimensions)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel.FromString(
         Path(saved_model_dir, "saved_model.pb").read_bytes())
-    signature = proto.meta_graphs[0].signature_def["serving_default"]
-    tensor = next(iter(signature.inputs.values()))
-    return tuple(None if d.size < 0 else int(d.size) for d in tensor.tensor_shape.dim)
+    shapes = {}
+    for key, signature in proto.meta_graphs[0].signature_def.items():
+        if key.startswith("__"):  # e.g. __saved_model_init_op
+            continue
+        tensor = next(iter(signature.inputs.values()))
+        shapes[key] = tuple(None if d.size < 0 else int(d.size) for d in tensor.tensor_shape.dim)
+    return shapes
 
 
 def convert_qat(
@@ -671,6 +678,8 @@ def convert_qat(
     reads or writes float tensors (`tflite.convert.FloatOpError` otherwise). A model is first
     saved as a temporary SavedModel (`save_qat_model`, without layer traces) and converted from
     it: several times faster than `TFLiteConverter.from_keras_model`, which traces every layer.
+    A SavedModel from `save_qat_model` is converted through its signature with the requested
+    batch (`serving_default` or `TFLITE_SIGNATURE`); another one is loaded and re-saved.
 
     Args:
         qat_model_or_saved_model_dir: a QAT model (`build_qat_model`, trained) or the SavedModel
@@ -686,18 +695,16 @@ def convert_qat(
 
     source = qat_model_or_saved_model_dir
     with tempfile.TemporaryDirectory(prefix="qat_convert_") as scratch:
+        signature = "serving_default"
         if isinstance(source, (str, os.PathLike)):
             if not Path(source, "saved_model.pb").is_file():
                 raise FileNotFoundError(f"No SavedModel at {source}.")
-            shape = _signature_input_shape(source)
-            if batch_size is not None and shape[0] != batch_size:
-                source = load_qat_model(source)
+            shapes = _signature_input_shapes(source)
+            if batch_size is not None and shapes["serving_default"][0] != batch_size:
+                if shapes.get(TFLITE_SIGNATURE, (None,))[0] == batch_size:
+                    signature = TFLITE_SIGNATURE
+                else:
+                    source = load_qat_model(source)
         if not isinstance(source, (str, os.PathLike)):
-            shape = (batch_size, *source.inputs[0].shape[1:])
             source = save_qat_model(source, Path(scratch, "model"), batch_size=batch_size)
-        image_shape = tuple(int(d or 32) for d in shape[1:])  # for the placeholder images
-        return convert(
-            str(source), "qat_int8",
-            representative_data=_placeholder_representative_data(image_shape),
-            int8_io=int8_io,
-        )
+        return convert(str(source), "qat_int8", int8_io=int8_io, signature_key=signature)

@@ -52,7 +52,8 @@ def define_flags() -> None:
                          "Stop after this many steps in this process (0: no limit).")
     flags.DEFINE_boolean("qat", False,
                          "Quantization-aware fine-tuning (tfmot, tf_keras) of --init_from's model; "
-                         "epochs from the recipe (override them); lr 1/100 of the recipe's.")
+                         "qat_epochs epochs (a recipe field: --params_override=qat_epochs=N) at "
+                         "1/100 of the recipe's learning rate.")
     flags.DEFINE_string("init_from", None, "Trained float model (.keras) to start --qat from.")
     flags.mark_flag_as_required("model_dir")
 
@@ -81,7 +82,7 @@ def main(argv: Sequence[str]) -> None:
         from training.qat import train_qat
 
         history = train_qat(config, strategy, FLAGS.model_dir, source, FLAGS.init_from,
-                            epochs=config.epochs)
+                            epochs=config.qat_epochs)
         if history:
             print(f"final (QAT): val_accuracy {history[-1].get('val_accuracy', float('nan')):.4f}",
                   flush=True)
