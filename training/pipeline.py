@@ -162,6 +162,12 @@ class Pipeline:
         print(gpu_status, flush=True)
         _write_json(self.output_dir / "benchmark" / "latency_1_thread.json",
                     {entry.name: entry.latency_ms[1]["median"] for entry in entries})
+        _write_json(self.output_dir / "benchmark" / "models_224.json", {
+            entry.name: {"macs": entry.macs, "params": entry.params,
+                         "size_mb": len(entry.data) / 2**20,
+                         "latency_ms": entry.latency_ms[1]["median"]}
+            for entry in entries if entry.mode != "file"
+        } | {"gpu": gpu_status})
 
     def summary(self) -> None:
         accuracy = json.loads((self.output_dir / "evaluate" / "accuracy.json").read_text())
@@ -182,11 +188,31 @@ class Pipeline:
             size = f"{row['size_kb']:.0f} KiB" if row["size_kb"] else "-"
             ms = f"{row['latency_ms']:.3f} ms" if row["latency_ms"] else "-"
             lines.append(f"| {row['format']} | {row['top1']:.2%} | {size} | {ms} |")
-        table = "\n".join(lines) + "\n"
+        table = "\n".join(lines) + "\n" + self._comparison_table()
         _write_json(self.output_dir / "summary.json", {"formats": rows, "latency": latency})
         _write_text(self.output_dir / "summary.md", table)
         _plot(rows, self.output_dir / "summary.png")
         print(table, flush=True)
+
+    def _comparison_table(self) -> str:
+        """GhostNet vs MobileNetV3 at 224 x 224 (fp32, LiteRT XNNPACK, 1 thread, same run)."""
+        path = self.output_dir / "benchmark" / "models_224.json"
+        if not path.exists():
+            return ""
+        from tflite.benchmark import BASELINE, DISPLAY_NAMES
+
+        models = json.loads(path.read_text())
+        gpu = models.pop("gpu", "")
+        base = models[BASELINE]["latency_ms"]
+        lines = ["", "GhostNet next to MobileNetV3, 224 x 224, fp32 TFLite, LiteRT XNNPACK, "
+                 "1 thread, random weights, timed in the same run:", "",
+                 "| model | MACs | params | size | latency | x MobileNetV3-Large |",
+                 "| --- | --- | --- | --- | --- | --- |"]
+        for name, row in models.items():
+            lines.append(f"| {DISPLAY_NAMES.get(name, name)} | {row['macs'] / 1e6:.1f}M "
+                         f"| {row['params'] / 1e6:.2f}M | {row['size_mb']:.2f} MB "
+                         f"| {row['latency_ms']:.2f} ms | {row['latency_ms'] / base:.2f} |")
+        return "\n".join(lines) + f"\n\n{gpu}\n"
 
     def run(self) -> None:
         for name in ("train", "qat", "tflite", "serving", "evaluate", "benchmark"):
