@@ -851,8 +851,8 @@ def main(argv: Sequence[str]) -> None:
             if representative is not None:
                 raise ValueError("--mode=qat_int8 takes no --representative: the QAT model's "
                                  "fake-quantization ranges are its calibration.")
-            # training.qat re-exports the SavedModel with --batch_size first (a dynamic batch
-            # would leave SHAPE/STRIDED_SLICE ops), then calls convert(..., "qat_int8").
+            # convert_qat converts the SavedModel's signature with --batch_size (re-exporting
+            # it if it has none: a dynamic batch would leave SHAPE/STRIDED_SLICE ops).
             from training.qat import convert_qat
 
             data = convert_qat(model, values.int8_io, batch_size=batch_size)

@@ -383,19 +383,10 @@ def _weight_decay_loss(model: tf_keras.Model, weight_decay: float) -> Callable[[
     return lambda: weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _history_callback(tf_keras: ModuleType, path: Path | None, rows: list[dict]) -> Any:
     """Keeps `rows` (one per finished epoch, across resumes) and writes them as JSON."""
+
+    from ghostnet_keras.report import write_atomically
 
     class JsonHistory(tf_keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -412,7 +403,7 @@ def _history_callback(tf_keras: ModuleType, path: Path | None, rows: list[dict])
             row["seconds"] = time.perf_counter() - self._start
             rows.append(row)
             if path is not None:
-                _write_atomically(path, json.dumps(rows, indent=2) + "\n")
+                write_atomically(path, json.dumps(rows, indent=2) + "\n")
 
     return JsonHistory()
 
