@@ -5,7 +5,10 @@
 
 Measures, in one run on this machine:
 - Keras training images/s of GhostNet-1.0, batch 32, 224 x 224, through the trainer's own
-  distributed training step (SGD + label smoothing + weight decay), XLA off and on;
+  distributed training step (SGD + label smoothing + weight decay), each configuration in its
+  own process: with TensorFlow's oneDNN CPU kernels (the trainer's default, see
+  `training.onednn`) and with TensorFlow's default kernels (`TF_ENABLE_ONEDNN_OPTS=0`), XLA off,
+  and with oneDNN and XLA on;
 - the input pipeline's images/s (`training.data.build_dataset`, ImageNet training
   augmentation: decode-and-crop JPEG, flip, colour jitter) on ImageNet-sized JPEGs (500 x 375,
   quality 90) written to a temporary image folder;
@@ -17,7 +20,9 @@ Prints a table with the ratios (Keras vs timm, pipeline vs training step).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -32,6 +37,17 @@ flags.DEFINE_integer("warmup_steps", 2, "Untimed steps (tracing/compilation).")
 flags.DEFINE_integer("steps", 5, "Timed training steps.")
 flags.DEFINE_integer("num_jpegs", 256, "JPEGs in the synthetic ImageNet-like folder.")
 flags.DEFINE_string("torch_python", "", "Python of an environment with torch and timm.")
+flags.DEFINE_enum("measure", "all", ["all", "keras"],
+                  "'keras': measure one Keras configuration in this process and print images/s "
+                  "(used by 'all', which runs each configuration in a fresh process).")
+flags.DEFINE_boolean("jit_compile", False, "XLA for --measure=keras.")
+
+# (row name, TF_ENABLE_ONEDNN_OPTS, XLA) of the Keras configurations.
+KERAS_CONFIGURATIONS = (
+    ("keras_onednn", "1", False),
+    ("keras_tf_default_kernels", "0", False),
+    ("keras_onednn_xla", "1", True),
+)
 
 TIMM_SCRIPT = """
 import sys, time, torch, timm
@@ -79,6 +95,19 @@ def keras_train_images_per_s(jit_compile: bool) -> float:
         for _ in range(FLAGS.steps):
             [float(v) for v in trainer.train_step(iterator)]
         return FLAGS.batch_size * FLAGS.steps / (time.perf_counter() - start)
+
+
+def keras_in_fresh_process(onednn: str, jit_compile: bool) -> float:
+    """Runs `--measure=keras` in a new process (TensorFlow reads the oneDNN switch at import)."""
+    command = [sys.executable, __file__, "--measure=keras", f"--jit_compile={jit_compile}",
+               f"--batch_size={FLAGS.batch_size}", f"--image_size={FLAGS.image_size}",
+               f"--warmup_steps={FLAGS.warmup_steps}", f"--steps={FLAGS.steps}"]
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
+                            timeout=3600)
+    if result.returncode:
+        raise RuntimeError(f"Keras measurement failed:\n{result.stderr[-3000:]}")
+    return float(result.stdout.strip().splitlines()[-1])
 
 
 def pipeline_images_per_s() -> float:
@@ -133,15 +162,14 @@ def timm_train_images_per_s() -> tuple[float | None, str]:
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    import os
-
-    rows = {
-        "keras_xla_off": keras_train_images_per_s(jit_compile=False),
-        "keras_xla_on": keras_train_images_per_s(jit_compile=True),
-        "input_pipeline": pipeline_images_per_s(),
-    }
+    if FLAGS.measure == "keras":
+        print(keras_train_images_per_s(FLAGS.jit_compile))
+        return
+    rows = {name: keras_in_fresh_process(onednn, xla)
+            for name, onednn, xla in KERAS_CONFIGURATIONS}
+    best_keras = max(rows.values())
+    rows["input_pipeline"] = pipeline_images_per_s()
     timm_rate, timm_note = timm_train_images_per_s()
-    best_keras = max(rows["keras_xla_off"], rows["keras_xla_on"])
     print(f"\nbatch {FLAGS.batch_size}, {FLAGS.image_size}x{FLAGS.image_size}, "
           f"{os.cpu_count()} CPU cores\n")
     print("| what | images/s | ratio |")

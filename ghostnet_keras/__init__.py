@@ -1,5 +1,6 @@
 """GhostNet for Keras 3: building blocks, models, reference weights and a profiler."""
 
+from ghostnet_keras.batch_norm import FusedBatchNormalization
 from ghostnet_keras.blocks import (
     ghost_bottleneck,
     ghost_module,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChannelSlice",
+    "FusedBatchNormalization",
     "GhostNet",
     "GhostNet050",
     "GhostNet100",

@@ -17,6 +17,8 @@ from typing import Any
 
 from absl import app, flags, logging
 
+from training.onednn import prefer_onednn
+
 FLAGS = flags.FLAGS
 
 
@@ -92,6 +94,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-evaluate`)."""
+    prefer_onednn()
     define_flags()
     app.run(main)
 

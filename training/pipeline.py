@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
+from training.onednn import prefer_onednn
+
 FLAGS = flags.FLAGS
 
 
@@ -287,6 +289,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-main`)."""
+    prefer_onednn()
     define_flags()
     app.run(main)
 

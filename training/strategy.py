@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
+if TYPE_CHECKING:  # imported lazily, so that a program can choose TF's CPU kernels first
+    import tensorflow as tf
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
@@ -15,6 +17,8 @@ def split_cpu(num_devices: int) -> None:
 
     Must run before TensorFlow initialises its devices.
     """
+    import tensorflow as tf
+
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(
         cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_devices
@@ -34,6 +38,8 @@ def make_strategy(name: str, tpu: str = "", cpu_devices: int = 0) -> tf.distribu
         ValueError: unknown name, or `multi_worker` without a valid `TF_CONFIG`.
         RuntimeError: no TPU could be reached.
     """
+    import tensorflow as tf
+
     if name not in STRATEGIES:
         raise ValueError(f"Unknown --strategy {name!r}; choose one of {STRATEGIES}.")
     if name == "multi_worker":

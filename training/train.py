@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from absl import app, flags, logging
 
 from training.configs import RECIPES
+from training.onednn import prefer_onednn
 from training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
@@ -106,6 +107,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-train`)."""
+    prefer_onednn()
     define_flags()
     app.run(main)
 

@@ -1,0 +1,75 @@
+"""`FusedBatchNormalization`: Keras 3 BatchNormalization with TensorFlow's fused training kernel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="ghostnet_keras")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` that trains with TensorFlow's fused kernel.
+
+    Keras 3 normalizes with separate moment, subtract, multiply and add ops on every backend;
+    on TensorFlow, a training step then spends a large share of its time in those small ops and
+    in their gradients. This subclass computes the training-mode forward pass and its gradient
+    with `FusedBatchNormV3` (as `tf_keras` did) and is the parent layer in every other respect:
+    same arguments, config, weights and variable order; the same outputs and moving statistics
+    (the moving variance uses the biased batch variance, as the parent does); inference,
+    frozen layers (`trainable=False`), masks, `synchronized=True`, `renorm`, non-4D inputs and
+    other backends use the parent's code path.
+
+    Registered as serializable: models that contain it load with `keras.saving.load_model` once
+    `ghostnet_keras` is imported.
+
+    Args:
+        axis: the channel axis. Only the last axis (channels last) uses the fused kernel.
+        **kwargs: the arguments of `keras.layers.BatchNormalization`.
+    """
+
+    def _uses_fused_kernel(self, inputs: Any, training: Any, mask: Any) -> bool:
+        rank = len(inputs.shape)
+        return (
+            keras.backend.backend() == "tensorflow"
+            and bool(training)
+            and self.trainable
+            and mask is None
+            and not self.synchronized
+            and not self.renorm
+            and rank == 4
+            and self.axis in (-1, rank - 1)
+            and keras.backend.standardize_dtype(inputs.dtype)
+            in ("float32", "float16", "bfloat16")
+        )
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        if not self._uses_fused_kernel(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        gamma = self.gamma if self.scale else tf.ones([channels], tf.float32)
+        beta = self.beta if self.center else tf.zeros([channels], tf.float32)
+        empty = tf.constant([], tf.float32)
+        outputs, mean, corrected_variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs,
+            scale=tf.cast(gamma, tf.float32),
+            offset=tf.cast(beta, tf.float32),
+            mean=empty,
+            variance=empty,
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=True,
+        )
+        # The kernel returns the unbiased (Bessel-corrected) variance; the parent layer, and so
+        # this one, averages the biased variance it normalized with into the moving statistic.
+        count = tf.cast(tf.size(inputs) // channels, tf.float32)
+        variance = corrected_variance * (count - 1.0) / tf.maximum(count, 1.0)
+        self.moving_mean.assign(
+            self.moving_mean * self.momentum + mean * (1.0 - self.momentum)
+        )
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
+        )
+        return tf.cast(outputs, self.compute_dtype)

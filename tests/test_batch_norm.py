@@ -1,0 +1,102 @@
+"""FusedBatchNormalization: the built-in layer's results with TensorFlow's fused training kernel."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ghostnet_keras
+from ghostnet_keras import FusedBatchNormalization
+
+
+def _pair(shape: tuple[int, ...], **kwargs: object) -> tuple[keras.layers.Layer, ...]:
+    """A built-in BN and a fused BN with the same random weights and moving statistics."""
+    rng = np.random.default_rng(0)
+    builtin = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, **kwargs)
+    fused = FusedBatchNormalization(epsilon=1e-5, momentum=0.9, **kwargs)
+    builtin.build(shape)
+    fused.build(shape)
+    weights = [rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in builtin.get_weights()]
+    builtin.set_weights(weights)
+    fused.set_weights(weights)
+    return builtin, fused
+
+
+def _inputs(shape: tuple[int, ...]) -> tf.Tensor:
+    return tf.constant(np.random.default_rng(1).normal(2.0, 3.0, shape).astype("float32"))
+
+
+def _uses_fused_op(layer: keras.layers.Layer, x: tf.Tensor, training: bool) -> bool:
+    graph = tf.function(lambda t: layer(t, training=training)).get_concrete_function(x).graph
+    return any(op.type == "FusedBatchNormV3" for op in graph.get_operations())
+
+
+@pytest.mark.parametrize("shape", [(4, 7, 5, 8), (2, 3, 3, 1), (3, 1, 1, 6)])
+def test_training_step_matches_builtin_layer(shape: tuple[int, ...]) -> None:
+    builtin, fused = _pair(shape)
+    x = _inputs(shape)
+    upstream = tf.constant(np.random.default_rng(2).normal(size=shape).astype("float32"))
+    results = []
+    for layer in (builtin, fused):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append((y, grads, layer.moving_mean.numpy(), layer.moving_variance.numpy()))
+    (y0, g0, mean0, var0), (y1, g1, mean1, var1) = results
+    np.testing.assert_allclose(y1, y0, atol=2e-5)
+    for a, b in zip(g1, g0, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(mean1, mean0, atol=1e-6)
+    np.testing.assert_allclose(var1, var0, rtol=1e-5)
+    assert _uses_fused_op(fused, x, training=True)
+
+
+def test_inference_and_frozen_layers_use_the_builtin_path() -> None:
+    shape = (2, 5, 5, 4)
+    builtin, fused = _pair(shape)
+    x = _inputs(shape)
+    np.testing.assert_array_equal(fused(x, training=False), builtin(x, training=False))
+    assert not _uses_fused_op(fused, x, training=False)
+    builtin.trainable = fused.trainable = False
+    np.testing.assert_array_equal(fused(x, training=True), builtin(x, training=True))
+    np.testing.assert_array_equal(fused.moving_mean.numpy(), builtin.moving_mean.numpy())
+
+
+def test_other_ranks_and_axes_fall_back_to_the_builtin_layer() -> None:
+    for shape, axis in (((6, 3), -1), ((2, 4, 3, 3), 1)):
+        builtin, fused = _pair(shape, axis=axis)
+        x = _inputs(shape)
+        np.testing.assert_allclose(fused(x, training=True), builtin(x, training=True), atol=1e-5)
+        assert not _uses_fused_op(fused, x, training=True)
+
+
+def test_mixed_precision_and_xla() -> None:
+    shape = (2, 6, 6, 8)
+    builtin, fused = _pair(shape)
+    x = _inputs(shape)
+    expected = builtin(x, training=True)
+    half = FusedBatchNormalization(epsilon=1e-5, dtype="mixed_float16")
+    half.build(shape)
+    half.set_weights(builtin.get_weights())
+    y_half = half(tf.cast(x, tf.float16), training=True)
+    assert y_half.dtype == tf.float16
+    np.testing.assert_allclose(y_half.numpy().astype("float32"), expected, atol=2e-2)
+    compiled = tf.function(lambda t: fused(t, training=True), jit_compile=True)
+    np.testing.assert_allclose(compiled(x), expected, atol=2e-5)
+
+
+def test_ghostnet_uses_it_and_saves_and_loads(tmp_path: object) -> None:
+    model = ghostnet_keras.GhostNet(width=0.5, input_shape=(32, 32, 3), weights=None, classes=10)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(type(layer) is FusedBatchNormalization for layer in norms)
+    path = f"{tmp_path}/model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded.get_layer(norms[0].name)) is FusedBatchNormalization
+    x = _inputs((2, 32, 32, 3))
+    np.testing.assert_allclose(loaded(x, training=False), model(x, training=False), atol=1e-6)
+    assert norms[0].get_config() == loaded.get_layer(norms[0].name).get_config()
