@@ -1,6 +1,6 @@
 """GhostNet for Keras 3: building blocks, models, reference weights and a profiler."""
 
-from ghostnet_keras.batch_norm import FusedBatchNormalization
+from ghostnet_keras.batch_norm import FusedBatchNormalization, with_fused_batch_norm
 from ghostnet_keras.blocks import (
     ghost_bottleneck,
     ghost_module,
@@ -42,6 +42,7 @@ __all__ = [
     "preprocess_input",
     "profile",
     "squeeze_excite",
+    "with_fused_batch_norm",
 ]
 
 

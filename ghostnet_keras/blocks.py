@@ -13,9 +13,7 @@ published ImageNet weights were trained with:
 - PyTorch pads `k // 2` on every side. Keras `"same"` pads the extra row/column only at the
   bottom/right for stride 2, so stride-2 convolutions use explicit symmetric `ZeroPadding2D`
   followed by a `"valid"` convolution.
-- BatchNormalization uses PyTorch's epsilon (1e-5) and momentum 0.1 (0.9 in Keras terms). With
-  `keras.layers` it is `FusedBatchNormalization`, the built-in layer with TensorFlow's fused
-  training kernel (the same results, a faster training step); `tf_keras` fuses by itself.
+- BatchNormalization uses PyTorch's epsilon (1e-5) and momentum 0.1 (0.9 in Keras terms).
 """
 
 from __future__ import annotations
@@ -25,8 +23,6 @@ from types import ModuleType
 from typing import Any
 
 import keras
-
-from ghostnet_keras.batch_norm import FusedBatchNormalization
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
@@ -56,12 +52,8 @@ def make_divisible(value: float, divisor: int = 4, min_value: int | None = None)
 
 
 def batch_norm(x: Tensor, name: str, layers: ModuleType = keras.layers) -> Tensor:
-    """BatchNormalization with the reference epsilon and momentum.
-
-    `FusedBatchNormalization` for `keras.layers`, the module's own BatchNormalization otherwise.
-    """
-    layer_class = FusedBatchNormalization if layers is keras.layers else layers.BatchNormalization
-    return layer_class(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
+    """BatchNormalization with the reference epsilon and momentum."""
+    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
 
 
 def _conv_padding(

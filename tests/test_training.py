@@ -112,8 +112,13 @@ def test_quickstart_short_run_learns(quickstart_dir: str, tmp_path: Path) -> Non
     config = get_config("quickstart", "epochs=3,log_every_steps=1000")
     trainer = Trainer(config, tf.distribute.get_strategy(), tmp_path / "run",
                       source=DataSource(data_dir=quickstart_dir))
+    assert any(isinstance(layer, ghostnet_keras.FusedBatchNormalization)
+               for layer in trainer.model.layers)  # trains with the fused kernel
     history = trainer.train()
     assert [row["epoch"] for row in history] == [0, 1, 2]
+    # The saved model has the built-in layers only: it loads without ghostnet_keras.
+    assert "FusedBatchNormalization" not in json.dumps(
+        keras.models.load_model(tmp_path / "run" / "model.keras").get_config())
     # 500 held-out digits; chance is 10%.
     assert history[-1]["val_accuracy"] >= 0.85, history
     model = keras.models.load_model(tmp_path / "run" / "model.keras")

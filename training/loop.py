@@ -27,6 +27,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ghostnet_keras.batch_norm import with_fused_batch_norm
 from ghostnet_keras.report import write_atomically
 from training import data
 from training.configs import TrainConfig
@@ -93,7 +94,10 @@ class Trainer:
                 f"training examples, fewer than one global batch of {config.global_batch_size}."
             )
         with strategy.scope():
-            self.model = build_model(config, self.info.num_classes, classifier_activation=None)
+            # Trained with TF's fused batch norm; saved with the built-in layer (`_finish`).
+            self.model = with_fused_batch_norm(
+                build_model(config, self.info.num_classes, classifier_activation=None)
+            )
             optimizer = make_optimizer(config, self.steps_per_epoch)
             if keras.mixed_precision.global_policy().name == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
