@@ -9,7 +9,8 @@ Measures, in one run on this machine:
   own process: with TensorFlow's oneDNN CPU kernels (the trainer's default, see
   `training.onednn`) and with TensorFlow's default kernels (`TF_ENABLE_ONEDNN_OPTS=0`), XLA off,
   and with oneDNN and XLA on;
-- the input pipeline's images/s (`training.data.build_dataset`, ImageNet training
+- the input pipeline's images/s (in this process, TensorFlow's default CPU kernels;
+  `training.data.build_dataset`, ImageNet training
   augmentation: decode-and-crop JPEG, flip, colour jitter) on ImageNet-sized JPEGs (500 x 375,
   quality 90) written to a temporary image folder;
 - timm's `ghostnet_100` training images/s at the same batch and size (SGD, label smoothing),
@@ -106,7 +107,8 @@ def keras_in_fresh_process(onednn: str, jit_compile: bool) -> float:
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
                             timeout=3600)
     if result.returncode:
-        raise RuntimeError(f"Keras measurement failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"Keras measurement failed: TF_ENABLE_ONEDNN_OPTS={onednn} "
+                           f"{' '.join(command)}\n{result.stderr[-3000:]}")
     return float(result.stdout.strip().splitlines()[-1])
 
 

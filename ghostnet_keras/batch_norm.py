@@ -22,12 +22,13 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     Keras 3 normalizes with separate moment, subtract, multiply and add ops on every backend,
     and differentiates each of them. This subclass computes the training-mode forward pass and
     its gradient with TensorFlow's `FusedBatchNormV3` (as `tf_keras` did): with TensorFlow's
-    oneDNN CPU kernels, a GhostNet-1.0 training step runs about 1.2x to 1.5x faster
+    oneDNN CPU kernels, a GhostNet-1.0 training step ran 1.06x to 1.7x faster on a 2-core VM
     (docs/benchmarks.md). It is the parent layer in every other respect:
     same arguments, config, weights and variable order; the same outputs and moving statistics
-    (the moving variance uses the biased batch variance, as the parent does); inference,
-    frozen layers (`trainable=False`), masks, `synchronized=True`, `renorm`, non-4D inputs and
-    other backends use the parent's code path.
+    up to float rounding (the moving variance uses the biased batch variance, as the parent
+    does); inference, frozen layers (`trainable=False`), masks, `synchronized=True`, `renorm`,
+    non-4D inputs, half-precision variables (a plain `float16` policy) and other backends use
+    the parent's code path.
 
     Use `with_fused_batch_norm(model)` to train an existing model with it. Registered as
     serializable: models that contain it load with `keras.saving.load_model` once
@@ -51,9 +52,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             and self.axis in (-1, rank - 1)
             and keras.backend.standardize_dtype(inputs.dtype)
             in ("float32", "float16", "bfloat16")
+            and keras.backend.standardize_dtype(self.variable_dtype) == "float32"
         )
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        """Normalizes `inputs`; in training, with the fused kernel where it applies."""
         if not self._uses_fused_kernel(inputs, training, mask):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
@@ -74,7 +77,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         )
         # The kernel returns the unbiased (Bessel-corrected) variance; the parent layer, and so
         # this one, averages the biased variance it normalized with into the moving statistic.
-        count = tf.cast(tf.size(inputs) // channels, tf.float32)
+        count = tf.cast(tf.size(inputs, out_type=tf.int64) // channels, tf.float32)
         variance = corrected_variance * (count - 1.0) / tf.maximum(count, 1.0)
         self.moving_mean.assign(
             self.moving_mean * self.momentum + mean * (1.0 - self.momentum)
@@ -89,8 +92,10 @@ def with_fused_batch_norm(model: keras.Model) -> keras.Model:
     """A copy of `model` with every `BatchNormalization` layer made a `FusedBatchNormalization`.
 
     The copy has the same layers, names, config and weights (copied, not shared); only the
-    class of the batch norms differs, so it trains faster on TensorFlow and computes the same
-    values. Copy the trained weights back with `model.set_weights(copy.get_weights())`.
+    class of the batch norms differs (nested models included), so it trains faster on
+    TensorFlow and computes the same values up to float rounding. The input layers are
+    renamed (as by `keras.models.clone_model`). Copy the trained weights back with
+    `model.set_weights(copy.get_weights())`.
 
     Args:
         model: a functional or Sequential Keras model.
@@ -101,12 +106,13 @@ def with_fused_batch_norm(model: keras.Model) -> keras.Model:
     Raises:
         ValueError: `model` is a subclassed model (it has no graph of layers to copy).
     """
+
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
         config = layer.get_config()
         if type(layer) is keras.layers.BatchNormalization:
             return FusedBatchNormalization.from_config(config)
         return layer.__class__.from_config(config)
 
-    copy = keras.models.clone_model(model, clone_function=clone)
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
     copy.set_weights(model.get_weights())
     return copy

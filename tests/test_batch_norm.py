@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -74,22 +76,46 @@ def test_other_ranks_and_axes_fall_back_to_the_builtin_layer() -> None:
         assert not _uses_fused_op(fused, x, training=True)
 
 
-def test_mixed_precision_and_xla() -> None:
+@pytest.mark.parametrize(("policy", "tolerance"),
+                         [("mixed_float16", 2e-2), ("mixed_bfloat16", 1.5e-1)])
+def test_mixed_precision(policy: str, tolerance: float) -> None:
     shape = (2, 6, 6, 8)
-    builtin, fused = _pair(shape)
-    x = _inputs(shape)
-    expected = builtin(x, training=True)
-    half = FusedBatchNormalization(epsilon=1e-5, dtype="mixed_float16")
+    builtin, _ = _pair(shape)
+    half = FusedBatchNormalization(epsilon=1e-5, momentum=0.9, dtype=policy)
     half.build(shape)
     half.set_weights(builtin.get_weights())
-    y_half = half(tf.cast(x, tf.float16), training=True)
-    assert y_half.dtype == tf.float16
-    np.testing.assert_allclose(y_half.numpy().astype("float32"), expected, atol=2e-2)
+    x = _inputs(shape)
+    expected = builtin(x, training=True)
+    x_half = tf.cast(x, half.compute_dtype)
+    assert _uses_fused_op(half, x_half, training=True)
+    y_half = half(x_half, training=True)
+    assert y_half.dtype == half.compute_dtype and half.moving_mean.dtype == "float32"
+    np.testing.assert_allclose(tf.cast(y_half, tf.float32), expected, atol=tolerance)
+    np.testing.assert_allclose(half.moving_mean.numpy(), builtin.moving_mean.numpy(),
+                               atol=tolerance / 10)
+    np.testing.assert_allclose(half.moving_variance.numpy(), builtin.moving_variance.numpy(),
+                               rtol=tolerance / 10)
+
+
+def test_plain_half_precision_policy_falls_back() -> None:
+    layer = FusedBatchNormalization(dtype="float16")
+    x = tf.cast(_inputs((2, 4, 4, 3)), tf.float16)
+    assert not _uses_fused_op(layer, x, training=True)
+    assert layer(x, training=True).dtype == tf.float16
+
+
+def test_without_scale_and_center_and_under_xla() -> None:
+    shape = (3, 5, 4, 6)
+    builtin, fused = _pair(shape, center=False, scale=False)
+    x = _inputs(shape)
+    assert _uses_fused_op(fused, x, training=True)
     compiled = tf.function(lambda t: fused(t, training=True), jit_compile=True)
-    np.testing.assert_allclose(compiled(x), expected, atol=2e-5)
+    np.testing.assert_allclose(compiled(x), builtin(x, training=True), atol=2e-5)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), builtin.moving_variance.numpy(),
+                               rtol=1e-5)
 
 
-def test_with_fused_batch_norm_copies_a_model(tmp_path: object) -> None:
+def test_with_fused_batch_norm_copies_a_model(tmp_path: Path) -> None:
     model = ghostnet_keras.GhostNet(width=0.5, input_shape=(64, 64, 3), weights=None, classes=10,
                                     dropout_rate=0.0, classifier_activation=None)
     fused = with_fused_batch_norm(model)
@@ -116,3 +142,15 @@ def test_with_fused_batch_norm_copies_a_model(tmp_path: object) -> None:
     fused.save(path)  # loads once ghostnet_keras is imported (registered)
     assert type(keras.saving.load_model(path).get_layer(norms[0][0].name)) is (
         FusedBatchNormalization)
+
+
+def test_with_fused_batch_norm_reaches_nested_models() -> None:
+    inner = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.BatchNormalization()], name="backbone")
+    outer = keras.Sequential([keras.Input((8, 8, 3)), inner, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.BatchNormalization()])
+    copy = with_fused_batch_norm(outer)
+    assert type(copy.layers[0].layers[-1]) is FusedBatchNormalization
+    assert type(copy.layers[-1]) is FusedBatchNormalization
+    x = _inputs((2, 8, 8, 3))
+    np.testing.assert_array_equal(copy(x, training=False), outer(x, training=False))
