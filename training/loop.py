@@ -93,11 +93,14 @@ class Trainer:
                 f"{config.dataset!r} has {self.info.num_examples[self.info.train_split]} "
                 f"training examples, fewer than one global batch of {config.global_batch_size}."
             )
-        # Trained with TF's fused batch norm (a copy made in the strategy's scope); saved with
-        # the built-in layer (`_finish`).
-        built = build_model(config, self.info.num_classes, classifier_activation=None)
         with strategy.scope():
-            self.model = with_fused_batch_norm(built)
+            # Trained with TF's fused batch norm, saved with the built-in layer (`_finish`).
+            # Both models are built in the scope: under MultiWorkerMirroredStrategy only
+            # variables created there start from the chief's values, and the copy takes the
+            # original's weights.
+            self.model = with_fused_batch_norm(
+                build_model(config, self.info.num_classes, classifier_activation=None)
+            )
             optimizer = make_optimizer(config, self.steps_per_epoch)
             if keras.mixed_precision.global_policy().name == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
