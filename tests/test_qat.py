@@ -35,7 +35,7 @@ def _restore_legacy_keras_flag():
 def qat():
     pytest.importorskip("tf_keras")
     pytest.importorskip("tensorflow_model_optimization")
-    from training import qat as qat_module
+    from ghostnet_keras.training import qat as qat_module
 
     return qat_module
 
@@ -75,7 +75,7 @@ def images() -> np.ndarray:
 def test_importing_qat_module_does_not_import_tf_keras_or_tfmot() -> None:
     code = (
         "import os, sys\n"
-        "import training.qat\n"
+        "import ghostnet_keras.training.qat\n"
         "bad = [m for m in ('tf_keras', 'tensorflow_model_optimization', 'tensorflow')"
         " if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -156,14 +156,14 @@ def test_quantize_apply_wraps_ghostnet_and_quantizes_the_se_gate(qat, qat_model,
 
 
 def _op_counts(tflite_bytes: bytes) -> collections.Counter:
-    from tflite import inventory
+    from ghostnet_keras.tflite import inventory
 
     return collections.Counter(op.name for op in inventory.read_model(tflite_bytes).ops)
 
 
 @pytest.fixture(scope="module")
 def quickstart_dir(tmp_path_factory) -> str:
-    from training import data
+    from ghostnet_keras.training import data
 
     path = str(tmp_path_factory.mktemp("tfds"))
     data.dataset_info("quickstart", data_dir=path)
@@ -174,10 +174,10 @@ def quickstart_dir(tmp_path_factory) -> str:
 def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp_path) -> None:
     import tensorflow as tf
 
-    from tflite.convert import float_compute_ops
-    from training import data
-    from training.configs import get_config
-    from training.loop import DataSource, Trainer
+    from ghostnet_keras.tflite.convert import float_compute_ops
+    from ghostnet_keras.training import data
+    from ghostnet_keras.training.configs import get_config
+    from ghostnet_keras.training.loop import DataSource, Trainer
 
     source = DataSource(data_dir=quickstart_dir)
     # A float model trained briefly (confident predictions make the comparison meaningful).

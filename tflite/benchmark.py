@@ -1,7 +1,8 @@
 """LiteRT latency benchmark: GhostNet vs MobileNetV3, per conversion mode and thread count.
 
 Every model is built with random weights (latency does not depend on them), converted with
-`tflite.convert.convert` (batch 1) and run with `ai_edge_litert.interpreter.Interpreter` and its
+`ghostnet_keras.tflite.convert.convert` (batch 1) and run with
+`ai_edge_litert.interpreter.Interpreter` and its
 default XNNPACK delegate, batch 1. For each thread count all models are loaded together and
 timed in interleaved blocks (a few invokes of each model in turn), so load changes on a shared
 machine hit every model alike; medians and 90th percentiles are reported after a warm-up.
@@ -20,8 +21,10 @@ into the following convolution, so the per-op sum overestimates those) goes to
 `op_profile.json` and is printed.
 
 ```
-python -m tflite.benchmark --output_dir=runs/tflite_bench                   # fp32, 1/2/4 threads
-python -m tflite.benchmark --models=ghostnet_100,ghostnet_130,mobilenetv3_large,mobilenetv3_small \
+python -m ghostnet_keras.tflite.benchmark --output_dir=runs/tflite_bench                   # fp32,
+1/2/4 threads
+python -m ghostnet_keras.tflite.benchmark
+--models=ghostnet_100,ghostnet_130,mobilenetv3_large,mobilenetv3_small \
     --threads=1 --modes=fp32,fp16,int8 --output_dir=runs/tflite_bench
 ```
 """
@@ -42,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from tflite import convert as tflite_convert
-from tflite import inventory
+from ghostnet_keras.tflite import convert as tflite_convert
+from ghostnet_keras.tflite import inventory
 
 BASELINE = "mobilenetv3_large"
 DISPLAY_NAMES = {
@@ -184,7 +187,7 @@ def probe_gpu(data: bytes, gpu_delegate: str | None = None, timeout_s: float = 1
         command = [
             sys.executable,
             "-c",
-            "import sys; from tflite.benchmark import _gpu_worker; "
+            "import sys; from ghostnet_keras.tflite.benchmark import _gpu_worker; "
             "_gpu_worker(sys.argv[1], sys.argv[2], 0, 1)",
             str(model_path),
             gpu_delegate or "",
@@ -226,7 +229,7 @@ def gpu_latency(
         command = [
             sys.executable,
             "-c",
-            "import sys; from tflite.benchmark import _gpu_worker; "
+            "import sys; from ghostnet_keras.tflite.benchmark import _gpu_worker; "
             "_gpu_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))",
             str(model_path),
             gpu_delegate or "",

@@ -58,8 +58,8 @@ if TYPE_CHECKING:  # heavy imports, for type checkers only
     import tensorflow as tf
     import tf_keras
 
-    from training.configs import TrainConfig
-    from training.loop import DataSource
+    from ghostnet_keras.training.configs import TrainConfig
+    from ghostnet_keras.training.loop import DataSource
 
 BACKUP_DIR = "qat_backup"
 HISTORY_CSV = "qat_history.csv"
@@ -494,7 +494,8 @@ def train_qat(
     """Quantization-aware fine-tuning of a trained float GhostNet with tf_keras `fit`.
 
     The QAT model (`build_qat_model`) is built inside `strategy.scope()` from the float model at
-    `init_from` and trained on `config`'s dataset through `training.data.build_dataset` (the
+    `init_from` and trained on `config`'s dataset through
+    `ghostnet_keras.training.data.build_dataset` (the
     recipe's augmentation and global batch), with SGD (the recipe's momentum and Nesterov
     flag) on a cosine schedule without warm-up from `learning_rate` (default: 1/100 of the
     recipe's peak rate, `QAT_LEARNING_RATE_FACTOR`), categorical cross-entropy with the
@@ -510,10 +511,11 @@ def train_qat(
     the chief writes these files.
 
     Args:
-        config: the recipe (`training.configs.TrainConfig`); `config.epochs` is not used.
+        config: the recipe (`ghostnet_keras.training.configs.TrainConfig`); `config.epochs` is not
+        used.
         strategy: the distribution strategy.
         model_dir: the run directory.
-        source: where the data comes from (`training.loop.DataSource`).
+        source: where the data comes from (`ghostnet_keras.training.loop.DataSource`).
         init_from: the trained float model, a `.keras` file.
         epochs: number of QAT epochs.
         learning_rate: peak learning rate; default `config.learning_rate / 100`.
@@ -526,8 +528,8 @@ def train_qat(
     """
     import tensorflow as tf
 
-    from training import data
-    from training.loop import is_chief
+    from ghostnet_keras.training import data
+    from ghostnet_keras.training.loop import is_chief
 
     if config.model != "ghostnet":
         raise ValueError(f"QAT supports model=ghostnet only; the config has {config.model!r}.")
@@ -662,11 +664,14 @@ def convert_qat(
     *,
     batch_size: int | None = 1,
 ) -> bytes:
-    """The full-integer (int8) TFLite model of a QAT model, via `tflite.convert.convert`.
+    """The full-integer (int8) TFLite model of a QAT model, via
+    `ghostnet_keras.tflite.convert.convert`.
 
     Uses mode `qat_int8`: the fake-quantization ranges learned in training give the
-    quantization parameters (no calibration), and `tflite.convert` checks that no compute op
-    reads or writes float tensors (`tflite.convert.FloatOpError` otherwise). A model is first
+    quantization parameters (no calibration), and `ghostnet_keras.tflite.convert` checks that no
+    compute op
+    reads or writes float tensors (`ghostnet_keras.tflite.convert.FloatOpError` otherwise). A model
+    is first
     saved as a temporary SavedModel (`save_qat_model`, without layer traces) and converted from
     it: several times faster than `TFLiteConverter.from_keras_model`, which traces every layer.
     A SavedModel from `save_qat_model` is converted through its signature with the requested
@@ -682,7 +687,7 @@ def convert_qat(
     Returns:
         The `.tflite` bytes.
     """
-    from tflite.convert import convert
+    from ghostnet_keras.tflite.convert import convert
 
     source = qat_model_or_saved_model_dir
     with tempfile.TemporaryDirectory(prefix="qat_convert_") as scratch:
