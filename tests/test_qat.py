@@ -114,7 +114,7 @@ def test_tf_keras_twin_has_same_layers_weights_and_outputs(qat, float_model, ima
     rewritten, caps = qat.quantization_friendly(twin)
     assert caps == {}
     names = {layer.name for layer in rewritten.layers}
-    assert not any(name.endswith("_gate_scale") for name in names)  # folded into expand_conv
+    assert not any(name.endswith(("_gate_shift", "_gate_relu6")) for name in names)  # folded
     assert isinstance(rewritten.get_layer("preprocessing"), tf_keras.layers.DepthwiseConv2D)
     assert not any(isinstance(layer, tf_keras.layers.Rescaling) for layer in rewritten.layers)
     diff = np.abs(rewritten(images).numpy() - twin(images).numpy()).max()
@@ -147,7 +147,7 @@ def test_quantize_apply_wraps_ghostnet_and_quantizes_the_se_gate(qat, qat_model,
         assert isinstance(gate_config, config_class) and gate_config.fixed_range == (0.0, 1.0)
         excite_config = wrappers[f"quant_{block}_se_excite"].quantize_config
         assert isinstance(excite_config, config_class) and excite_config.fixed_range is None
-        # The gate's x / 6 + 0.5 is folded into the expand conv.
+        # The gate relu6(x + 3) / 6 becomes the expand conv with x / 6 + 0.5 and a [0, 1] cap.
         kernel, bias = float_model.get_layer(f"{block}_se_expand_conv").get_weights()
         inner = wrappers[f"quant_{block}_se_expand_conv"].layer
         np.testing.assert_allclose(inner.get_weights()[0], kernel / 6, rtol=1e-6)

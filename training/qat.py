@@ -215,6 +215,11 @@ def quantization_friendly(
 
     - A `Rescaling` right after a linear `Conv2D`/`Dense` with bias that feeds nothing else is
       folded into it (`kernel * scale`, `bias * scale + offset`) and disappears.
+    - A `Rescaling` with a positive scalar scale and no offset right after a `ReLU(max_value=m)`
+      that follows such a conv (`relu_m(y) * s == relu_{m*s}(y * s)`) is moved into the conv
+      too: the ReLU becomes `ReLU(max_value=m * s)` and takes the Rescaling's name (the
+      squeeze-excite gate `relu6(y + 3) / 6` becomes the expand conv with kernel / 6 and
+      bias / 6 + 0.5, then a ReLU capped at 1, named as the gate).
     - Any other `Rescaling` of a 4D tensor becomes a frozen 1x1 `DepthwiseConv2D` (kernel
       `scale`, bias `offset`) with the same name.
     - With `cap_relu_by_quantizer`, a `ReLU(max_value=m)` (m != 6; ReLU6 is a TFLite builtin)
@@ -251,8 +256,44 @@ def quantization_friendly(
     def new_tensor(value: Any) -> Any:
         return tensors[id(value)] if _is_keras_tensor(value) else value
 
+    def foldable_producer(tensor: Any, old_layer: Any) -> Any:
+        """The new linear conv/dense with bias producing `tensor`, if only `old_layer` reads it."""
+        producer = getattr(tensor, "_keras_history", (None,))[0]
+        old_inbound = old_layer.inbound_nodes[0].inbound_layers
+        if (
+            isinstance(producer, (layers.Conv2D, layers.Dense))
+            and not isinstance(producer, layers.DepthwiseConv2D)
+            and getattr(producer.activation, "__name__", "") == "linear"
+            and producer.use_bias
+            and not isinstance(old_inbound, (list, tuple))
+            and consumers.get(old_inbound.name) == 1
+            and consumers.get(producer.name, 1) == 1
+        ):
+            return producer
+        return None
+
+    def scale_after(relu: Any) -> float | None:
+        """The positive scalar scale of a no-offset Rescaling that alone reads `relu`."""
+        readers = [layer for layer in model.layers if any(
+            node.inbound_layers is relu for node in layer.inbound_nodes)]
+        if consumers.get(relu.name) != 1 or len(readers) != 1:
+            return None
+        reader = readers[0]
+        if not isinstance(reader, layers.Rescaling):
+            return None
+        scale = np.asarray(reader.get_config()["scale"], np.float64)
+        offset = np.asarray(reader.get_config()["offset"], np.float64)
+        if scale.size != 1 or float(scale) <= 0 or np.any(offset != 0):
+            return None
+        return float(scale)
+
+    absorbed: dict[str, Any] = {}  # old Rescaling name -> the ReLU that took its scale
+
     for layer in model.layers:
         old_output = layer.output
+        if layer.name in absorbed:
+            tensors[id(old_output)] = absorbed[layer.name]
+            continue
         if isinstance(layer, layers.InputLayer):
             tensors[id(old_output)] = tf_keras.Input(
                 batch_shape=old_output.shape, dtype=old_output.dtype, name=layer.name)
@@ -289,14 +330,33 @@ def quantization_friendly(
             ]
         elif (
             isinstance(layer, layers.ReLU)
-            and cap_relu_by_quantizer
             and config.get("max_value") is not None
-            and float(config["max_value"]) != 6.0
             and not config.get("negative_slope")
             and not config.get("threshold")
         ):
-            caps[layer.name] = (0.0, float(config["max_value"]))
-            new = layers.ReLU(name=layer.name)
+            max_value, name = float(config["max_value"]), layer.name
+            producer = foldable_producer(args[0] if isinstance(args, (tuple, list)) else args,
+                                         layer)
+            scale = scale_after(layer) if producer is not None else None
+            if scale is not None:
+                kernel, bias = producer.get_weights()
+                producer.set_weights([kernel * scale, bias * scale])
+                max_value *= scale
+                (reader,) = [other for other in model.layers if any(
+                    node.inbound_layers is layer for node in other.inbound_nodes)]
+                name = reader.name
+            if cap_relu_by_quantizer and max_value != 6.0:
+                caps[name] = (0.0, max_value)
+                new = layers.ReLU(name=name)
+            else:
+                new = layers.ReLU(max_value=max_value, name=name)
+            weights = []
+            if scale is not None:
+                output = new(*args, **kwargs)
+                tensors[id(old_output)] = output
+                absorbed[name] = output
+                new_layers[name] = new
+                continue
         else:
             new = type(layer).from_config(config)
         tensors[id(old_output)] = new(*args, **kwargs)
