@@ -249,9 +249,9 @@ def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from ghostnet_keras.report import write_atomically
+    from ghostnet_keras.files import write_atomically
 
-    write_atomically(path, text)
+    write_atomically({path: text})
 
 
 def _write_json(path: Path, content: Any) -> None:

@@ -446,7 +446,7 @@ def _weight_decay_loss(model: tf_keras.Model, weight_decay: float) -> Callable[[
 def _history_callback(tf_keras: ModuleType, path: Path | None, rows: list[dict]) -> Any:
     """Keeps `rows` (one per finished epoch, across resumes) and writes them as JSON."""
 
-    from ghostnet_keras.report import write_atomically
+    from ghostnet_keras.files import write_atomically
 
     class JsonHistory(tf_keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -463,7 +463,7 @@ def _history_callback(tf_keras: ModuleType, path: Path | None, rows: list[dict])
             row["seconds"] = time.perf_counter() - self._start
             rows.append(row)
             if path is not None:
-                write_atomically(path, json.dumps(rows, indent=2) + "\n")
+                write_atomically({path: json.dumps(rows, indent=2) + "\n"})
 
     return JsonHistory()
 
