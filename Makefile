@@ -9,7 +9,7 @@ OUTPUT_DIR ?= runs/main
 # pytest-xdist workers (one module per worker, so module fixtures are built once).
 TEST_WORKERS ?= 2
 
-.PHONY: main test lint clean
+.PHONY: main test lint clean mediapipe-venv
 
 $(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,5 +24,10 @@ test: $(VENV)/.installed-$(EXTRAS)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile
 
+# MediaPipe (the ImageClassifier client of the .tflite tests) in its own venv: its absl-py pin
+# conflicts with tfmot's. Idempotent; needs libEGL.so.1 / libGLESv2.so.2 (libegl1, libgles2).
+mediapipe-venv:
+	tools/make_mediapipe_venv.sh
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .venv-mediapipe runs .pytest_cache

@@ -93,7 +93,7 @@ def client() -> Path:
     """The MediaPipe venv, made by the project's script (fails, never skips, if it cannot)."""
     try:
         return mediapipe_runner.ensure_venv()
-    except mediapipe_runner.MediaPipeUnavailable as error:
+    except mediapipe_runner.MediaPipeUnavailableError as error:
         pytest.fail(f"The MediaPipe client environment could not be made: {error}")
 
 
@@ -212,7 +212,7 @@ def test_min_parser_version_follows_the_schema_added_in_comments() -> None:
 
 def test_classify_without_client_environment_names_the_make_target(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(mediapipe_runner.VENV_ENV, str(tmp_path / "missing"))
-    with pytest.raises(mediapipe_runner.MediaPipeUnavailable, match="make mediapipe-venv"):
+    with pytest.raises(mediapipe_runner.MediaPipeUnavailableError, match="make mediapipe-venv"):
         mediapipe_runner.classify(tmp_path / "m.tflite", [np.zeros((8, 8, 3), np.uint8)])
 
 

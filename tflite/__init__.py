@@ -16,6 +16,13 @@ Modules (importing the package imports neither TensorFlow nor LiteRT):
 - `ghostnet_keras.tflite.benchmark`: `python -m ghostnet_keras.tflite.benchmark`, LiteRT latency of
   GhostNet vs MobileNetV3 (table, JSON, latency-vs-MACs plot, optional per-op profile).
 - `tflite/android/run_benchmark.sh`: the official `benchmark_model` on a phone over adb.
+- `ghostnet_keras.tflite.metadata`: TFLite Model Metadata (image classifier: name, version,
+  author, license, RGB input and its normalisation, labels) written into / read from a `.tflite`,
+  built from the published `metadata_schema.fbs` by `ghostnet_keras.tflite.flatbuffer_schema`.
+- `ghostnet_keras.tflite.mediapipe_runner`: `classify(model_path, images, top_k)` with
+  MediaPipe's ImageClassifier, running `tflite/mediapipe_client.py` in the MediaPipe venv
+  (`tools/make_mediapipe_venv.sh`).
 """
 
-__all__ = ["benchmark", "convert", "gpu_supported_ops", "inventory"]
+__all__ = ["benchmark", "convert", "flatbuffer_schema", "gpu_supported_ops", "inventory",
+           "mediapipe_runner", "metadata"]

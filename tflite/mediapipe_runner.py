@@ -32,7 +32,7 @@ VENV_ENV = "GHOSTNET_MEDIAPIPE_VENV"
 MAKE_HINT = "run `make mediapipe-venv` (tools/make_mediapipe_venv.sh) to create it"
 
 
-class MediaPipeUnavailable(RuntimeError):
+class MediaPipeUnavailableError(RuntimeError):
     """The MediaPipe client environment does not exist or cannot be made."""
 
 
@@ -67,11 +67,13 @@ def venv_python() -> Path:
     """The venv's interpreter.
 
     Raises:
-        MediaPipeUnavailable: the venv does not exist (the message says how to make it).
+        MediaPipeUnavailableError: the venv does not exist (the message says how to make it).
     """
     python = venv_dir() / "bin" / "python"
     if not python.exists():
-        raise MediaPipeUnavailable(f"No MediaPipe client environment at {venv_dir()}: {MAKE_HINT}.")
+        raise MediaPipeUnavailableError(
+            f"No MediaPipe client environment at {venv_dir()}: {MAKE_HINT}."
+        )
     return python
 
 
@@ -79,10 +81,10 @@ def ensure_venv(timeout: float = 1800) -> Path:
     """Makes the venv with the project's script if needed (fast when it exists) -> interpreter.
 
     Raises:
-        MediaPipeUnavailable: the script is missing or failed (its message is included).
+        MediaPipeUnavailableError: the script is missing or failed (its message is included).
     """
     if not VENV_SCRIPT.exists():
-        raise MediaPipeUnavailable(
+        raise MediaPipeUnavailableError(
             f"{VENV_SCRIPT} not found (it lives in the source checkout): cannot make the "
             f"MediaPipe client environment at {venv_dir()}."
         )
@@ -90,7 +92,7 @@ def ensure_venv(timeout: float = 1800) -> Path:
     process = subprocess.run(["bash", str(VENV_SCRIPT)], env=env, capture_output=True, text=True,
                              timeout=timeout, check=False)
     if process.returncode != 0:
-        raise MediaPipeUnavailable(
+        raise MediaPipeUnavailableError(
             f"{VENV_SCRIPT.name} failed (exit {process.returncode}):\n"
             f"{(process.stderr or process.stdout).strip()[-4000:]}"
         )
@@ -114,7 +116,7 @@ def classify(
         timeout: seconds for the whole subprocess.
 
     Raises:
-        MediaPipeUnavailable: no client environment (run `make mediapipe-venv`).
+        MediaPipeUnavailableError: no client environment (run `make mediapipe-venv`).
         MediaPipeError: MediaPipe refused the model or an image (its message is included).
         ValueError: an array that is not `(H, W, 3)`.
     """
