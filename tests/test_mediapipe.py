@@ -23,29 +23,35 @@ LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 TOP_K = 5
 
 
-def _randomize(model: keras.Model, seed: int = 0) -> keras.Model:
+def _randomize(model: keras.Model, images: np.ndarray, seed: int = 0) -> keras.Model:
+    """Random BN scales/offsets and biases; BN statistics from one training-mode pass over
+    `images` (momentum 0), so that activations stay normalised and depend on the image."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             shape = layer.gamma.shape
             layer.set_weights([rng.uniform(0.5, 1.5, shape), rng.normal(0.0, 0.2, shape),
-                               rng.normal(0.0, 0.2, shape), rng.uniform(0.5, 1.5, shape)])
+                               np.zeros(shape), np.ones(shape)])
+            layer.momentum = 0.0
         elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and layer.use_bias:
             kernel, bias = layer.get_weights()
             layer.set_weights([kernel, rng.normal(0.0, 0.1, bias.shape)])
+    model(images, training=True)
     return model
 
 
-def _spread_head(model: keras.Model, images: np.ndarray) -> keras.Model:
-    """Points the classifier at the directions in which `images`' features differ most (PCA),
-    scaled to logits of order 1-10, so that the top-k depends on the image."""
+def _spread_head(model: keras.Model, images: np.ndarray, components: int = 3) -> keras.Model:
+    """Points the classifier at the few directions in which `images`' features differ most
+    (PCA; random mixtures of them, logits of order 1-10), so that the top-1 depends on the
+    image."""
     features = keras.Model(model.inputs, model.get_layer("flatten").output).predict(
         images, verbose=0)
     mean = features.mean(axis=0)
-    _, _, components = np.linalg.svd(features - mean, full_matrices=False)
-    classes = model.get_layer("predictions").units
-    kernel = components[:classes].T
-    kernel /= ((features - mean) @ kernel).std(axis=0) / 3.0
+    _, _, directions = np.linalg.svd(features - mean, full_matrices=False)
+    directions = directions[:components].T
+    directions /= ((features - mean) @ directions).std(axis=0)
+    mixing = np.random.default_rng(1).normal(0.0, 3.0, (components, len(LABELS)))
+    kernel = directions @ mixing
     model.get_layer("predictions").set_weights([kernel, -mean @ kernel])
     return model
 
@@ -115,9 +121,11 @@ def client() -> Path:
 def ghostnet() -> keras.Model:
     from ghostnet_keras import GhostNet
 
-    model = _randomize(GhostNet(width=0.5, input_shape=(SIZE, SIZE, 3), classes=len(LABELS),
-                                classifier_activation=None))
-    return _spread_head(model, np.stack(list(convert.synthetic_images(16, SIZE, seed=3)())))
+    keras.utils.set_random_seed(0)
+    model = GhostNet(width=0.5, input_shape=(SIZE, SIZE, 3), classes=len(LABELS),
+                     classifier_activation=None, dropout_rate=0.0)
+    statistics = np.stack(list(convert.synthetic_images(16, SIZE, seed=3)()))
+    return _spread_head(_randomize(model, statistics), statistics)
 
 
 @pytest.fixture(scope="module")
