@@ -302,5 +302,5 @@ def test_mediapipe_refuses_int8_io_with_its_message(client, tmp_path) -> None:
     plain = convert.convert(_tiny_model(), "int8", convert.synthetic_images(4, 32), int8_io=True)
     path = tmp_path / "int8_io.tflite"
     path.write_bytes(metadata.with_image_classifier_metadata(plain, list("abcde"), name="x"))
-    with pytest.raises(mediapipe_runner.MediaPipeError, match="INT8"):
+    with pytest.raises(mediapipe_runner.MediaPipeError, match="uint8/float32, got INT8"):
         mediapipe_runner.classify(path, [np.zeros((32, 32, 3), np.uint8)])
