@@ -2,10 +2,12 @@
 
 Library modules (importing the package imports neither TensorFlow nor LiteRT):
 `conversion` (Keras -> `.tflite`, five modes, float/uint8/int8 io), `calibration`
-(representative images), `verify` (the integer-only check), `sidecar` (JSON sidecar and labels),
-`inventory` (ops of a flatbuffer), `surgery` (one model per op), `xnnpack` (CPU delegate
-partitioning), `latency` (CPU timing), `gpu` (LiteRT's GPU accelerator: compile GPU-only,
-compare with the CPU; the software GPU environment).
+(representative images), `verify` (the integer-only check), `metadata` (TFLite Model Metadata
+for image classifiers, from the published schema via `flatbuffer_schema`), `sidecar` (JSON
+sidecar and labels), `inventory` (ops of a flatbuffer), `surgery` (one model per op), `xnnpack`
+(CPU delegate partitioning), `latency` (CPU timing), `gpu` (LiteRT's GPU accelerator: compile
+GPU-only, compare with the CPU; the software GPU environment), `mediapipe_runner` (MediaPipe's
+ImageClassifier, run in its own venv through `mediapipe_client.py`).
 
 Command lines: `convert` (`ghostnet-tflite-convert`), `benchmark`
 (`ghostnet-tflite-benchmark`), `inspect_model` (`ghostnet-tflite-inventory`); `gpu_worker` is
