@@ -8,7 +8,9 @@ ghostnet-tflite-convert --model=runs/quickstart_qat/qat_saved_model --mode=qat_i
     --io=uint8 --output=out/qat.tflite
 ```
 
-Writes `x.tflite`, `labels.txt` beside it and the sidecar `x.json` (each through a temporary
+Writes `x.tflite` with TFLite Model Metadata (name, description, version, author, license,
+the RGB 0-255 input contract and `labels.txt` attached, as MediaPipe's ImageClassifier and the
+Task Library read it), `labels.txt` beside it and the sidecar `x.json` (each through a temporary
 file). The conversion is `tflite.conversion`, calibration `tflite.calibration`, the sidecar
 `tflite.sidecar`, the GPU check `tflite.gpu`. Same as `python -m ghostnet_keras.tflite.convert`.
 """
@@ -22,8 +24,14 @@ from typing import Any
 
 from absl import app, flags
 
+import ghostnet_keras
 from ghostnet_keras import heads
-from ghostnet_keras.tflite import calibration, conversion, gpu, inventory, sidecar
+from ghostnet_keras.tflite import calibration, conversion, gpu, inventory, metadata, sidecar
+
+DEFAULT_DESCRIPTION = (
+    "GhostNet image classifier (ghostnet_keras): RGB input with values 0-255, normalised inside "
+    "the model."
+)
 
 
 def define_flags() -> None:
@@ -52,6 +60,11 @@ def define_flags() -> None:
         "batch_size", 1, "Batch dimension of the converted model; 0 keeps it dynamic."
     )
     flags.DEFINE_string("labels", None, "Labels file (one per line); default ImageNet names.")
+    flags.DEFINE_string("name", None, "Model name in the TFLite metadata (default: the model's).")
+    flags.DEFINE_string("description", DEFAULT_DESCRIPTION, "Description in the metadata.")
+    flags.DEFINE_string("version", None, "Model version in the metadata.")
+    flags.DEFINE_string("author", "", "Author in the metadata.")
+    flags.DEFINE_string("license", "", "License in the metadata.")
     flags.DEFINE_bool(
         "check_gpu", True,
         "Compile fp32/fp16 models on LiteRT's GPU accelerator (a GPU, or the software GPU of "
@@ -124,6 +137,11 @@ def main(argv: Sequence[str]) -> None:
     else:
         classes = math.prod(inventory.read_model(data).outputs[0].shape[1:])
         labels = heads.default_labels(int(classes))
+    name = values.name or (Path(model).name if isinstance(model, str) else model.name)
+    data = metadata.with_image_classifier_metadata(
+        data, labels, name=name, description=values.description,
+        version=values.version or ghostnet_keras.__version__, author=values.author,
+        license=values.license)
     gpu_entry = gpu_verdict(data, values.mode) if values.check_gpu else None
     description = sidecar.describe(data, values.mode, None if isinstance(model, str) else model,
                                    gpu=gpu_entry)

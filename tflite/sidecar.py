@@ -11,7 +11,7 @@ from typing import Any
 
 from ghostnet_keras import heads
 from ghostnet_keras.files import write_atomically
-from ghostnet_keras.tflite import inventory
+from ghostnet_keras.tflite import inventory, metadata
 from ghostnet_keras.tflite.conversion import is_keras3_model
 
 NORMALISES_INTERNALLY = "model normalises internally, feed RGB 0-255"
@@ -104,6 +104,7 @@ def describe(
         "params": params,
         "params_without_bn_stats": params_without_bn,
         "ops": {name: row["count"] for name, row in ops.items()},
+        "metadata": _metadata_summary(tflite_bytes),
         "gpu": gpu,
         "converter": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
@@ -133,3 +134,16 @@ def write_outputs(
             output.with_suffix(".json"): (json.dumps(sidecar, indent=2) + "\n").encode(),
         }
     )
+
+
+def _metadata_summary(tflite_bytes: bytes) -> dict[str, Any] | None:
+    """What the embedded TFLite Model Metadata says, in brief (None when there is none)."""
+    found = metadata.read_metadata(tflite_bytes)
+    if found is None:
+        return None
+    return {
+        "name": found.get("name"),
+        "version": found.get("version"),
+        "min_parser_version": found.get("min_parser_version"),
+        "associated_files": sorted(metadata.associated_files(tflite_bytes)),
+    }

@@ -14,7 +14,8 @@ training stages from their checkpoints, the others start over):
    `tools/install_software_gpu.sh`): fully delegated or not, GPU vs CPU outputs;
 5. `serving`: the TF Serving SavedModel (`serving/1`);
 6. `evaluate`: top-1 of every format on the 500 held-out digits (Keras, each TFLite file
-   through LiteRT, the SavedModel's `predict_images` signature);
+   through LiteRT and through MediaPipe's ImageClassifier, the SavedModel's `predict_images`
+   signature);
 7. `benchmark`: LiteRT latency (XNNPACK, 1 thread) of the exported files and of GhostNet
    1.0/1.3 next to MobileNetV3-Large/Small at 224 x 224 (fp32 and fp16, XNNPACK partitions,
    GPU accelerator check), converted the same way;
@@ -113,7 +114,8 @@ class Pipeline:
         return (images[:count], labels[:count]) if count else (images, labels)
 
     def tflite(self) -> None:
-        from ghostnet_keras.tflite import conversion, sidecar
+        import ghostnet_keras
+        from ghostnet_keras.tflite import conversion, metadata, sidecar
         from ghostnet_keras.training import data as training_data
         from ghostnet_keras.training.qat import SAVED_MODEL_DIR, convert_qat
 
@@ -131,6 +133,10 @@ class Pipeline:
                                             io="uint8")
         for mode, tflite_bytes in converted.items():
             path = target / f"ghostnet_quickstart_{mode}.tflite"
+            tflite_bytes = metadata.with_image_classifier_metadata(
+                tflite_bytes, labels.class_names, name=path.stem,
+                description=f"GhostNet 0.5x trained on the quickstart digits ({mode}); RGB 0-255 "
+                "input, normalised inside the model.", version=ghostnet_keras.__version__)
             sidecar.write_outputs(tflite_bytes, path, sidecar.describe(tflite_bytes, mode, model),
                                   labels.class_names)
 
@@ -157,18 +163,31 @@ class Pipeline:
                              labels=list(info.class_names), overwrite=True)
 
     def evaluate(self) -> None:
+        from ghostnet_keras.tflite import mediapipe_runner
+
         images, labels = self._images("test")
         results = {"keras_float": _accuracy(self._float_model().predict(images, verbose=0),
                                             labels)}
+        mediapipe: dict[str, Any] = {}
+        try:
+            mediapipe_runner.venv_python()
+        except mediapipe_runner.MediaPipeUnavailableError as error:
+            mediapipe["unavailable"] = str(error)
         for path in sorted((self.output_dir / "tflite").glob("*.tflite")):
             fmt = path.stem.removeprefix("ghostnet_quickstart_")
             results[f"tflite_{fmt}"] = _accuracy(_tflite_predict(path, images), labels)
+            if "unavailable" not in mediapipe:
+                # MediaPipe takes uint8 RGB images; the digits are integral 0-255 values.
+                found = mediapipe_runner.classify(path, images.round().astype(np.uint8), top_k=1)
+                predicted = np.array([row[0].index for row in found.categories])
+                mediapipe[f"tflite_{fmt}"] = float((predicted == labels).mean())
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(self.output_dir / "serving" / "1"))
         outputs = loaded.signatures["predict_images"](images=tf.constant(images))
         results["savedmodel"] = _accuracy(outputs["probabilities"].numpy(), labels)
         _write_json(self.output_dir / "evaluate" / "accuracy.json", results)
+        _write_json(self.output_dir / "evaluate" / "mediapipe.json", mediapipe)
 
     def benchmark(self) -> None:
         from ghostnet_keras.tflite.benchmark import format_gpu_table, run_benchmark
@@ -198,6 +217,8 @@ class Pipeline:
             (self.output_dir / "benchmark" / "latency_1_thread.json").read_text())
         gpu_path = self.output_dir / "gpu" / "gpu.json"
         gpu = json.loads(gpu_path.read_text()) if gpu_path.exists() else {}
+        mediapipe_path = self.output_dir / "evaluate" / "mediapipe.json"
+        mediapipe = json.loads(mediapipe_path.read_text()) if mediapipe_path.exists() else {}
         rows = []
         for key, top1 in accuracy.items():
             fmt = key.removeprefix("tflite_")
@@ -207,19 +228,25 @@ class Pipeline:
                 "format": key, "top1": top1,
                 "size_kb": path.stat().st_size / 1024 if path.exists() else None,
                 "latency_ms": latency.get(f"quickstart_{fmt}"),
+                "mediapipe_top1": mediapipe.get(key),
                 "gpu": _gpu_cell(check),
             })
-        lines = ["| format | top-1 (500 held-out digits) | size | LiteRT latency, 1 thread "
+        lines = ["| format | top-1 (500 held-out digits) | MediaPipe ImageClassifier top-1 "
+                 "| size | LiteRT latency, 1 thread "
                  "| GPU accelerator (fully delegated, max GPU-CPU / max CPU) |",
-                 "| --- | --- | --- | --- | --- |"]
+                 "| --- | --- | --- | --- | --- | --- |"]
         for row in rows:
             size = f"{row['size_kb']:.0f} KiB" if row["size_kb"] else "-"
             ms = f"{row['latency_ms']:.3f} ms" if row["latency_ms"] else "-"
-            lines.append(f"| {row['format']} | {row['top1']:.2%} | {size} | {ms} "
+            client = "-" if row["mediapipe_top1"] is None else f"{row['mediapipe_top1']:.2%}"
+            lines.append(f"| {row['format']} | {row['top1']:.2%} | {client} | {size} | {ms} "
                          f"| {row['gpu']} |")
         adapters = {c.get("adapter_label") for c in gpu.values() if c.get("adapter_label")}
         if adapters:
             lines += ["", f"GPU adapter: {', '.join(sorted(adapters))}."]
+        if "unavailable" in mediapipe:
+            lines += ["", f"MediaPipe ImageClassifier: not available here "
+                      f"({mediapipe['unavailable']})."]
         table = "\n".join(lines) + "\n" + self._comparison_table()
         _write_json(self.output_dir / "summary.json", {"formats": rows, "latency": latency})
         _write_text(self.output_dir / "summary.md", table)
