@@ -16,7 +16,14 @@ import pytest
 
 pytest.importorskip("ai_edge_litert", reason="needs the `tflite` extra (ai-edge-litert)")
 
-from ghostnet_keras.tflite import convert, flatbuffer_schema, mediapipe_runner, metadata
+from ghostnet_keras.tflite import (
+    calibration,
+    conversion,
+    flatbuffer_schema,
+    mediapipe_runner,
+    metadata,
+    verify,
+)
 
 SIZE = 64
 LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -124,34 +131,24 @@ def ghostnet() -> keras.Model:
     keras.utils.set_random_seed(0)
     model = GhostNet(width=0.5, input_shape=(SIZE, SIZE, 3), classes=len(LABELS),
                      classifier_activation=None, dropout_rate=0.0)
-    statistics = np.stack(list(convert.synthetic_images(16, SIZE, seed=3)()))
+    statistics = np.stack(list(calibration.synthetic_images(16, SIZE, seed=3)()))
     return _spread_head(_randomize(model, statistics), statistics)
 
 
 @pytest.fixture(scope="module")
 def images() -> np.ndarray:
     """Three RGB uint8 images at the model size."""
-    generated = convert.synthetic_images(3, SIZE, seed=5)()
+    generated = calibration.synthetic_images(3, SIZE, seed=5)()
     return np.stack([np.clip(np.rint(image), 0, 255) for image in generated]).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
-def exported(ghostnet: keras.Model, tmp_path_factory) -> dict[str, bytes]:
+def exported(ghostnet: keras.Model) -> dict[str, bytes]:
     """fp32, fp16 and int8 with uint8 input/output (the Android default), with metadata."""
-    import tensorflow as tf
-
-    saved_model = convert.export_for_conversion(
-        ghostnet, tmp_path_factory.mktemp("mediapipe") / "saved_model")
-    models = {mode: convert.convert(str(saved_model), mode) for mode in ("fp32", "fp16")}
-    calibration = convert.synthetic_images(16, SIZE, seed=1)
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.representative_dataset = lambda: ([image[None]] for image in calibration())
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
-    models["int8_uint8_io"] = converter.convert()
-    assert convert.float_compute_ops(models["int8_uint8_io"], float_io=False) == []
+    models = conversion.convert_modes(ghostnet, ("fp32", "fp16", "int8"),
+                                      calibration.synthetic_images(16, SIZE, seed=1), io="uint8")
+    models["int8_uint8_io"] = models.pop("int8")
+    assert verify.float_compute_ops(models["int8_uint8_io"], float_io=False) == []
     return {mode: _with_metadata(data, f"ghostnet_050_{mode}") for mode, data in models.items()}
 
 
@@ -160,7 +157,7 @@ def exported(ghostnet: keras.Model, tmp_path_factory) -> dict[str, bytes]:
 
 
 def test_metadata_round_trip_labels_and_parser_version() -> None:
-    plain = convert.convert(_tiny_model(), "fp32")
+    plain = conversion.convert(_tiny_model(), "fp32")
     labels = ["cat", "dog", "bird", "fish", "frog"]
     data = metadata.with_image_classifier_metadata(
         plain, labels, name="tiny", description="d", version="2", author="a", license="MIT")
@@ -189,13 +186,13 @@ def test_metadata_round_trip_labels_and_parser_version() -> None:
     assert metadata.read_metadata(again)["name"] == "t2"
     assert metadata.labels(again) == [x.upper() for x in labels]
     assert list(metadata.associated_files(again)) == ["labels.txt"]
-    logits = convert.convert(_tiny_model(activation=None), "fp32")
+    logits = conversion.convert(_tiny_model(activation=None), "fp32")
     md = metadata.image_classifier_metadata(logits, 5, name="logits")
     assert md["subgraph_metadata"][0]["output_tensor_metadata"][0]["name"] == "logits"
 
 
 def test_metadata_rejects_bad_labels_and_models() -> None:
-    plain = convert.convert(_tiny_model(), "fp32")
+    plain = conversion.convert(_tiny_model(), "fp32")
     with pytest.raises(metadata.MetadataError, match="5 classes but 4 labels"):
         metadata.with_image_classifier_metadata(plain, ["a", "b", "c", "d"], name="x")
     with pytest.raises(metadata.MetadataError, match="without newlines"):
@@ -286,11 +283,11 @@ def test_mediapipe_accepts_qat_int8(client, ghostnet, images, tmp_path) -> None:
 
     qat_model = qat.build_qat_model(ghostnet, width=0.5, num_classes=len(LABELS),
                                     image_size=SIZE, dropout_rate=0.0)
-    calibration = np.stack(list(convert.synthetic_images(8, SIZE, seed=2)()))
+    batch = np.stack(list(calibration.synthetic_images(8, SIZE, seed=2)()))
     for _ in range(3):  # training-mode passes set the fake-quant ranges
-        qat_model(calibration, training=True)
-    data = _with_metadata(qat.convert_qat(qat_model), "ghostnet_050_qat_int8")
-    assert convert.float_compute_ops(data) == []
+        qat_model(batch, training=True)
+    data = _with_metadata(qat.convert_qat(qat_model, io="uint8"), "ghostnet_050_qat_int8")
+    assert verify.float_compute_ops(data, float_io=False) == []
     path = tmp_path / "ghostnet_qat_int8.tflite"
     path.write_bytes(data)
     result = mediapipe_runner.classify(path, list(images), top_k=TOP_K)
@@ -299,7 +296,7 @@ def test_mediapipe_accepts_qat_int8(client, ghostnet, images, tmp_path) -> None:
 
 
 def test_mediapipe_refuses_int8_io_with_its_message(client, tmp_path) -> None:
-    plain = convert.convert(_tiny_model(), "int8", convert.synthetic_images(4, 32), int8_io=True)
+    plain = conversion.convert(_tiny_model(), "int8", calibration.synthetic_images(4, 32), "int8")
     path = tmp_path / "int8_io.tflite"
     path.write_bytes(metadata.with_image_classifier_metadata(plain, list("abcde"), name="x"))
     with pytest.raises(mediapipe_runner.MediaPipeError, match="uint8/float32, got INT8"):
