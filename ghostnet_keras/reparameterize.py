@@ -103,12 +103,13 @@ def _deploy_graph(model: keras.Model) -> keras.Model:
             return [tensors[id(v)] for v in value]
         return tensors[id(value)]
 
-    for tensor in model.inputs:
-        tensors[id(tensor)] = keras.Input(
-            batch_shape=tensor.shape, dtype=tensor.dtype, name=tensor.name
-        )
     for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer) or _BRANCH.fullmatch(layer.name):
+        if isinstance(layer, keras.layers.InputLayer):
+            tensors[id(layer.output)] = keras.Input(
+                batch_shape=layer.output.shape, dtype=layer.output.dtype, name=layer.name
+            )
+            continue
+        if _BRANCH.fullmatch(layer.name):
             continue
         match = _GROUP.fullmatch(layer.name)
         if match is not None:
