@@ -296,3 +296,17 @@ def test_feature_extractor_and_keras_file(compact_v2: keras.Model, tmp_path: Pat
     assert any(isinstance(layer, NearestResize) for layer in restored.layers)
     images = np.load(TEST_DATA_DIR / "ghostnetv2_010_expected.npz")["nonsquare/images"]
     np.testing.assert_array_equal(_predict(restored, images), _predict(compact_v2, images))
+
+
+@pytest.mark.slow
+def test_macs_of_the_published_widths() -> None:
+    from ghostnet_keras import profile
+
+    # Multiply-adds of conv and dense layers at 224 x 224 (the paper's convention; timm's
+    # GMACs, 0.18 / 0.28 / 0.42 / 0.17, come from a counter that also counts other ops).
+    assert profile(GhostNetV2(width=1.0)).macs == 167_048_288
+    assert profile(GhostNetV2(width=1.3)).macs == 269_322_976
+    deploy = profile(GhostNetV3(width=1.0, reparameterized=True))
+    # The deploy form has V2's convolutions (plus biases); training adds the parallel branches.
+    assert deploy.macs == 167_048_288
+    assert profile(GhostNetV3(width=1.0)).macs == 404_128_320
