@@ -18,7 +18,7 @@ $(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
 	touch $@
 
 main: $(VENV)/.installed-$(EXTRAS)
-	$(PY) -m training.pipeline --output_dir $(OUTPUT_DIR)
+	$(PY) -m ghostnet_keras.training.pipeline --output_dir $(OUTPUT_DIR)
 
 test: $(VENV)/.installed-$(EXTRAS)
 	$(PY) -m ruff check .

@@ -20,7 +20,7 @@ import pytest
 
 pytest.importorskip("ai_edge_litert", reason="needs the `tflite` extra (ai-edge-litert)")
 
-from tflite import benchmark, convert, gpu_supported_ops, inventory
+from ghostnet_keras.tflite import benchmark, convert, gpu_supported_ops, inventory
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 ANDROID_SCRIPT = REPO_DIR / "tflite" / "android" / "run_benchmark.sh"
@@ -281,7 +281,9 @@ def test_representative_sources(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_quickstart_representative_images() -> None:
-    pytest.importorskip("training.data", reason="the project's data pipeline is not available")
+    pytest.importorskip(
+        "ghostnet_keras.training.data", reason="the project's data pipeline is not available"
+    )
     images = list(convert.quickstart_images(2, 48)())
     assert len(images) == 2 and images[0].shape == (48, 48, 3)
     assert float(images[0].max()) > 1.5  # RGB 0-255, not normalised
@@ -311,7 +313,7 @@ def test_convert_cli_writes_three_files(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "tflite.convert",
+            "ghostnet_keras.tflite.convert",
             f"--model={model_path}",
             "--mode=fp32",
             f"--output={output}",
@@ -343,7 +345,7 @@ def test_convert_cli_writes_three_files(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "tflite.convert",
+            "ghostnet_keras.tflite.convert",
             f"--model={model_path}",
             "--mode=int8",
             f"--output={tmp_path / 'bad' / 'x.tflite'}",
@@ -368,7 +370,7 @@ def test_benchmark_cli_one_model(tmp_path: Path, ghostnet_fp32: bytes) -> None:
         [
             sys.executable,
             "-m",
-            "tflite.benchmark",
+            "ghostnet_keras.tflite.benchmark",
             "--models=ghostnet_050",
             "--modes=fp32",
             "--threads=1",

@@ -1,7 +1,8 @@
 """LiteRT latency benchmark: GhostNet vs MobileNetV3, per conversion mode and thread count.
 
 Every model is built with random weights (latency does not depend on them), converted with
-`tflite.convert.convert` (batch 1) and run with `ai_edge_litert.interpreter.Interpreter` and its
+`ghostnet_keras.tflite.convert.convert` (batch 1) and run with
+`ai_edge_litert.interpreter.Interpreter` and its
 default XNNPACK delegate, batch 1. For each thread count all models are loaded together and
 timed in interleaved blocks (a few invokes of each model in turn), so load changes on a shared
 machine hit every model alike; medians and 90th percentiles are reported after a warm-up.
@@ -20,8 +21,10 @@ into the following convolution, so the per-op sum overestimates those) goes to
 `op_profile.json` and is printed.
 
 ```
-python -m tflite.benchmark --output_dir=runs/tflite_bench                   # fp32, 1/2/4 threads
-python -m tflite.benchmark --models=ghostnet_100,ghostnet_130,mobilenetv3_large,mobilenetv3_small \
+python -m ghostnet_keras.tflite.benchmark --output_dir=runs/tflite_bench                   # fp32,
+1/2/4 threads
+python -m ghostnet_keras.tflite.benchmark
+--models=ghostnet_100,ghostnet_130,mobilenetv3_large,mobilenetv3_small \
     --threads=1 --modes=fp32,fp16,int8 --output_dir=runs/tflite_bench
 ```
 """
@@ -42,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from tflite import convert as tflite_convert
-from tflite import inventory
+from ghostnet_keras.tflite import convert as tflite_convert
+from ghostnet_keras.tflite import surgery
 
 BASELINE = "mobilenetv3_large"
 DISPLAY_NAMES = {
@@ -184,7 +187,7 @@ def probe_gpu(data: bytes, gpu_delegate: str | None = None, timeout_s: float = 1
         command = [
             sys.executable,
             "-c",
-            "import sys; from tflite.benchmark import _gpu_worker; "
+            "import sys; from ghostnet_keras.tflite.benchmark import _gpu_worker; "
             "_gpu_worker(sys.argv[1], sys.argv[2], 0, 1)",
             str(model_path),
             gpu_delegate or "",
@@ -226,7 +229,7 @@ def gpu_latency(
         command = [
             sys.executable,
             "-c",
-            "import sys; from tflite.benchmark import _gpu_worker; "
+            "import sys; from ghostnet_keras.tflite.benchmark import _gpu_worker; "
             "_gpu_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))",
             str(model_path),
             gpu_delegate or "",
@@ -307,67 +310,12 @@ def _gpu_reason_hint(reason: str) -> str:
 # Per-op profile
 
 
-def single_op_models(data: bytes) -> list[tuple[inventory.OpInfo, bytes]]:
-    """Splits a `.tflite` model into one-op models (same tensors, constants and options).
-
-    Runtime inputs of each op become the one-op model's inputs; constants keep their buffers.
-    """
-    import flatbuffers
-
-    s = inventory._schema()
-    full = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    graph = full.subgraphs[0]
-    info = inventory.read_model(data)
-    models = []
-    for op_info, op in zip(info.ops, graph.operators, strict=True):
-        tensor_ids = [i for i in (*op.inputs, *op.outputs) if i >= 0]
-        remap = {old: new for new, old in enumerate(dict.fromkeys(tensor_ids))}
-        new = s.ModelT()
-        new.version = full.version
-        new.description = "single op"
-        new.operatorCodes = [full.operatorCodes[op.opcodeIndex]]
-        new.buffers = [s.BufferT()]
-        sub = s.SubGraphT()
-        sub.tensors = []
-        constants = set()
-        for old, new_index in remap.items():
-            tensor = graph.tensors[old]
-            copy = s.TensorT()
-            copy.shape = tensor.shape
-            copy.shapeSignature = tensor.shapeSignature
-            copy.type = tensor.type
-            copy.name = tensor.name
-            copy.quantization = tensor.quantization
-            buffer = full.buffers[tensor.buffer] if tensor.buffer > 0 else None
-            if buffer is not None and buffer.data is not None and len(buffer.data):
-                new.buffers.append(buffer)
-                constants.add(new_index)
-            else:
-                new.buffers.append(s.BufferT())
-            copy.buffer = len(new.buffers) - 1
-            sub.tensors.append(copy)
-        sub.inputs = [remap[i] for i in op.inputs if i >= 0 and remap[i] not in constants]
-        sub.outputs = [remap[i] for i in op.outputs if i >= 0]
-        copy_op = s.OperatorT()
-        copy_op.opcodeIndex = 0
-        copy_op.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
-        copy_op.outputs = [remap[i] for i in op.outputs]
-        copy_op.builtinOptionsType = op.builtinOptionsType
-        copy_op.builtinOptions = op.builtinOptions
-        sub.operators = [copy_op]
-        new.subgraphs = [sub]
-        builder = flatbuffers.Builder(1024)
-        builder.Finish(new.Pack(builder), file_identifier=b"TFL3")
-        models.append((op_info, bytes(builder.Output())))
-    return models
-
-
 def op_profile(
     data: bytes, num_threads: int = 1, warmup: int = 3, iterations: int = 20
 ) -> list[dict[str, Any]]:
     """Times every op of a model alone (one-op models, XNNPACK); returns one row per op."""
     rows = []
-    for op_info, op_model in single_op_models(data):
+    for op_info, op_model in surgery.single_op_models(data):
         interpreter = make_interpreter(op_model, num_threads)
         samples = time_interleaved({"op": interpreter.invoke}, warmup, iterations, block=iterations)
         out_shape = list(op_info.outputs[0].shape) if op_info.outputs else []

@@ -15,7 +15,8 @@ Modes:
   quantizes tf_keras models, so this mode takes a tf_keras model (e.g. from
   `tfmot.quantization.keras.quantize_model`) or the path of a SavedModel exported from one; the
   fake-quant ranges replace calibration (no representative data needed). Same check as `int8`.
-  The CLI converts a QAT SavedModel through `training.qat.convert_qat`, which fixes its batch.
+  The CLI converts a QAT SavedModel through `ghostnet_keras.training.qat.convert_qat`, which fixes
+  its batch.
 
 Keras 3 models go through `tf.lite.TFLiteConverter.from_keras_model` (which exports them with
 `keras.export.ExportArchive`); never `from_concrete_functions` with a Keras 3 model (it silently
@@ -33,10 +34,12 @@ Command line (writes `x.tflite`, `labels.txt` beside it and the sidecar `x.json`
 temporary file, the JSON last):
 
 ```
-python -m tflite.convert --width=1.0 --weights=imagenet --mode=fp32 --output=out/ghostnet_100.tflite
-python -m tflite.convert --model=ghostnet.keras --mode=int8 --int8_io \
+python -m ghostnet_keras.tflite.convert --width=1.0 --weights=imagenet --mode=fp32
+--output=out/ghostnet_100.tflite
+python -m ghostnet_keras.tflite.convert --model=ghostnet.keras --mode=int8 --int8_io \
     --representative=/data/val_images --num_calibration=200 --output=out/ghostnet_int8.tflite
-python -m tflite.convert --model=/path/qat_savedmodel --mode=qat_int8 --output=out/qat.tflite
+python -m ghostnet_keras.tflite.convert --model=/path/qat_savedmodel --mode=qat_int8
+--output=out/qat.tflite
 ```
 """
 
@@ -58,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from tflite import inventory
+from ghostnet_keras.tflite import inventory
 
 MODES = ("fp32", "fp16", "dynamic", "int8", "qat_int8")
 INT8_MODES = ("int8", "qat_int8")
@@ -147,7 +150,8 @@ def convert(
         raise RepresentativeDataError(
             "mode='int8' (full-integer quantization) needs representative_data: a callable "
             "returning images in the model's input range (RGB 0-255 for GhostNet), e.g. "
-            "tflite.convert.synthetic_images or folder_images. Without it the converter would "
+            "ghostnet_keras.tflite.convert.synthetic_images or folder_images. Without it the "
+            "converter would "
             "fall back to dynamic-range quantization and leave float ops."
         )
     if mode in ("fp32", "fp16", "dynamic") and representative_data is not None:
@@ -541,10 +545,11 @@ def folder_images(
 def quickstart_images(
     num_images: int = 100, size: int | tuple[int, int] = 224
 ) -> RepresentativeData:
-    """Calibration images from the project's data pipeline (`training.data.build_dataset`).
+    """Calibration images from the project's data pipeline
+    (`ghostnet_keras.training.data.build_dataset`).
 
     Imported lazily: the pipeline is optional. Reads the evaluation split of the `quickstart`
-    dataset (`training.data.dataset_info("quickstart").eval_split`) with
+    dataset (`ghostnet_keras.training.data.dataset_info("quickstart").eval_split`) with
     `build_dataset("quickstart", split, image_size=..., batch_size=1, training=False)`, whose
     images are float32 RGB in [0, 255] (what GhostNet takes: it normalises internally).
 
@@ -552,17 +557,18 @@ def quickstart_images(
         RepresentativeDataError: when the pipeline is not available or yields unusable images.
     """
     try:
-        from training import data as training_data
+        from ghostnet_keras.training import data as training_data
     except ImportError as error:
         raise RepresentativeDataError(
             "--representative=quickstart needs the project's data pipeline "
-            f"`training.data.build_dataset`, which cannot be imported ({error}). Use "
+            "`ghostnet_keras.training.data.build_dataset`, which cannot be imported "
+            f"({error}). Use "
             "--representative=<image folder> (real images) or --representative=random "
             "(synthetic images, smoke tests only)."
         ) from error
     build_dataset = getattr(training_data, "build_dataset", None)
     if build_dataset is None:
-        raise RepresentativeDataError("training.data has no build_dataset().")
+        raise RepresentativeDataError("ghostnet_keras.training.data has no build_dataset().")
     height, width = (size, size) if isinstance(size, int) else size
 
     def generate() -> Iterator[np.ndarray]:
@@ -574,7 +580,7 @@ def quickstart_images(
             )
         except Exception as error:
             raise RepresentativeDataError(
-                f"training.data.build_dataset('quickstart', ...) failed: {error}"
+                f"ghostnet_keras.training.data.build_dataset('quickstart', ...) failed: {error}"
             ) from error
         count = 0
         for element in dataset:
@@ -799,7 +805,8 @@ def _define_flags() -> None:
     flags.DEFINE_string(
         "representative",
         None,
-        "Calibration images for int8: 'quickstart' (training.data pipeline), 'random' "
+        "Calibration images for int8: 'quickstart' (ghostnet_keras.training.data pipeline), "
+        "'random' "
         "(synthetic, smoke tests only) or an image folder.",
     )
     flags.DEFINE_integer("num_calibration", 100, "Number of calibration images.")
@@ -853,7 +860,7 @@ def main(argv: Sequence[str]) -> None:
                                  "fake-quantization ranges are its calibration.")
             # convert_qat converts the SavedModel's signature with --batch_size (re-exporting
             # it if it has none: a dynamic batch would leave SHAPE/STRIDED_SLICE ops).
-            from training.qat import convert_qat
+            from ghostnet_keras.training.qat import convert_qat
 
             data = convert_qat(model, values.int8_io, batch_size=batch_size)
         else:

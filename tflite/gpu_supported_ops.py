@@ -17,7 +17,7 @@ one is stale:
   (the GPU delegate source, moved there from tensorflow/lite/delegates/gpu), with the per-op
   constraints of https://github.com/google-ai-edge/LiteRT/blob/main/tflite/tools/versioning/gpu_compatibility.cc,
   read 2026-11-26. This is what decides whether a node is delegated, so it is the default list of
-  `tflite.inventory.gpu_unsupported_ops`.
+  `ghostnet_keras.tflite.inventory.gpu_unsupported_ops`.
 
 Besides the op type, the delegate rejects a node when (GetOpsToReplace / IsAllAllowedTensors in
 model_builder.cc): a non-constant input or output tensor is not float32/float16 (int8/uint8 only

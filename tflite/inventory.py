@@ -8,7 +8,7 @@ exactly what the converter wrote (an interpreter's `_get_ops_details()` would sh
 Example:
 
 ```python
-from tflite import inventory
+from ghostnet_keras.tflite import inventory
 
 data = open("ghostnet_100.tflite", "rb").read()
 print(inventory.format_inventory(inventory.op_inventory(data)))
@@ -18,7 +18,7 @@ print(inventory.gpu_unsupported_ops(data))  # [] when the whole graph can go to 
 Command line:
 
 ```
-python -m tflite.inventory --model=ghostnet_100.tflite [--json]
+python -m ghostnet_keras.tflite.inventory --model=ghostnet_100.tflite [--json]
 ```
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tflite import gpu_supported_ops
+from ghostnet_keras.tflite import gpu_supported_ops
 
 FLOAT_DTYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
 GPU_RUNTIME_DTYPES = frozenset({"float32", "float16"})
@@ -314,7 +314,8 @@ def gpu_compatibility_issues(
 ) -> list[GpuIssue]:
     """Lists the nodes that the TFLite GPU delegate would leave on the CPU.
 
-    A re-implementation of the delegate's node filter (see `tflite.gpu_supported_ops`): the op
+    A re-implementation of the delegate's node filter (see
+    `ghostnet_keras.tflite.gpu_supported_ops`): the op
     type must be parsed by the delegate, non-constant tensors must be float32/float16 (plus
     int8/uint8 with `allow_quantized`), ranks below 5, and a few op-specific checks hold. It does
     not reproduce every parameter check of `gpu_compatibility.cc` (kernel/stride limits,

@@ -29,10 +29,10 @@ import tensorflow as tf
 
 from ghostnet_keras.batch_norm import with_fused_batch_norm
 from ghostnet_keras.report import write_atomically
-from training import data
-from training.configs import TrainConfig
-from training.models import build_model
-from training.optimization import decayed_variables, make_optimizer
+from ghostnet_keras.training import data
+from ghostnet_keras.training.configs import TrainConfig
+from ghostnet_keras.training.models import build_model
+from ghostnet_keras.training.optimization import decayed_variables, make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The main job: quickstart training -> QAT -> TFLite and SavedModel exports -> benchmarks.
 
-    python -m training.pipeline --output_dir=runs/main      # `make main`
+    python -m ghostnet_keras.training.pipeline --output_dir=runs/main      # `make main`
 
 Stages, each in its own folder under `--output_dir`; a finished stage leaves a marker in
 `.done/` and is skipped when the command is run again (an interrupted stage resumes: the
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
-from training.onednn import prefer_onednn
+from ghostnet_keras.training.onednn import prefer_onednn
 
 FLAGS = flags.FLAGS
 
@@ -52,8 +52,8 @@ class Pipeline:
 
     def __init__(self, output_dir: str | os.PathLike, data_dir: str | None,
                  params_override: str = "", benchmark_iterations: int = 50) -> None:
-        from training.configs import get_config
-        from training.loop import DataSource
+        from ghostnet_keras.training.configs import get_config
+        from ghostnet_keras.training.loop import DataSource
 
         self.output_dir = Path(output_dir)
         self.config = get_config("quickstart", params_override)
@@ -77,7 +77,7 @@ class Pipeline:
     def train(self) -> None:
         import tensorflow as tf
 
-        from training.loop import Trainer
+        from ghostnet_keras.training.loop import Trainer
 
         Trainer(self.config, tf.distribute.get_strategy(), self.output_dir / "train",
                 source=self.source).train()
@@ -85,7 +85,7 @@ class Pipeline:
     def qat(self) -> None:
         import tensorflow as tf
 
-        from training.qat import train_qat
+        from ghostnet_keras.training.qat import train_qat
 
         train_qat(self.config, tf.distribute.get_strategy(), self.output_dir / "qat", self.source,
                   str(self.output_dir / "train" / "model.keras"), epochs=self.config.qat_epochs)
@@ -96,7 +96,7 @@ class Pipeline:
         return keras.saving.load_model(self.output_dir / "train" / "model.keras")
 
     def _images(self, split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        from training import data
+        from ghostnet_keras.training import data
 
         batches = data.build_dataset(
             "quickstart", split, image_size=self.config.image_size, batch_size=100,
@@ -110,9 +110,9 @@ class Pipeline:
         return (images[:count], labels[:count]) if count else (images, labels)
 
     def tflite(self) -> None:
-        from tflite.convert import convert_modes, describe, write_outputs
-        from training import data as training_data
-        from training.qat import SAVED_MODEL_DIR, convert_qat
+        from ghostnet_keras.tflite.convert import convert_modes, describe, write_outputs
+        from ghostnet_keras.training import data as training_data
+        from ghostnet_keras.training.qat import SAVED_MODEL_DIR, convert_qat
 
         model = self._float_model()
         calibration, _ = self._images("train", 200)
@@ -131,7 +131,7 @@ class Pipeline:
 
     def serving(self) -> None:
         from ghostnet_keras.serving import export_serving_model
-        from training import data
+        from ghostnet_keras.training import data
 
         info = data.dataset_info("quickstart", data_dir=self.source.data_dir)
         export_serving_model(self._float_model(), self.output_dir / "serving", version=1,
@@ -152,7 +152,7 @@ class Pipeline:
         _write_json(self.output_dir / "evaluate" / "accuracy.json", results)
 
     def benchmark(self) -> None:
-        from tflite.benchmark import run_benchmark
+        from ghostnet_keras.tflite.benchmark import run_benchmark
 
         extra = {f"quickstart_{p.stem.removeprefix('ghostnet_quickstart_')}": p
                  for p in sorted((self.output_dir / "tflite").glob("*.tflite"))}
@@ -201,7 +201,7 @@ class Pipeline:
         path = self.output_dir / "benchmark" / "models_224.json"
         if not path.exists():
             return ""
-        from tflite.benchmark import BASELINE, DISPLAY_NAMES
+        from ghostnet_keras.tflite.benchmark import BASELINE, DISPLAY_NAMES
 
         models = json.loads(path.read_text())
         gpu = models.pop("gpu", "")
