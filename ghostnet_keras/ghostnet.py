@@ -15,6 +15,7 @@ import keras
 
 from ghostnet_keras import imagenet
 from ghostnet_keras.arguments import (
+    MIN_SIZE,
     image_input,
     model_inputs,
     normalization_layer,
@@ -64,6 +65,8 @@ STEM_CHANNELS = 16
 TOP_CHANNELS = 960
 HEAD_CHANNELS = 1280
 DEFAULT_SIZE = 224
+# GhostNetV2/V3: the DFC gate average-pools the stride-32 map 2x2, so that map needs 2 pixels.
+ATTENTION_MIN_SIZE = 33
 
 # Output of each stride, as in timm's `features_only` GhostNet (stride 32 is the 960-channel
 # `top` conv, timm's `blocks.9`).
@@ -284,6 +287,7 @@ def create_ghostnet(
     input_shape = validate_input_shape(
         input_shape, input_tensor, DEFAULT_SIZE,
         needs_rgb=include_preprocessing or weights is not None,
+        min_size=MIN_SIZE if version == "v1" else ATTENTION_MIN_SIZE,
     )
     arguments = dict(
         width=float(width),

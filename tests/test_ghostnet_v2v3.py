@@ -310,3 +310,33 @@ def test_macs_of_the_published_widths() -> None:
     # The deploy form has V2's convolutions (plus biases); training adds the parallel branches.
     assert deploy.macs == 167_048_288
     assert profile(GhostNetV3(width=1.0)).macs == 404_128_320
+
+
+def test_minimum_input_size_is_checked() -> None:
+    # The DFC gate pools the stride-32 map 2x2: 33 x 33 is the smallest input.
+    assert GhostNetV2(width=0.1, classes=10, input_shape=(33, 40, 3)).output.shape == (None, 10)
+    with pytest.raises(ValueError, match="at least 33x33"):
+        GhostNetV3(width=0.1, input_shape=(32, 64, 3))
+
+
+def test_training_recipes_build_the_family() -> None:
+    from ghostnet_keras.training.configs import get_config
+    from ghostnet_keras.training.models import build_model
+
+    markers = {"ghostnetv2": "block3a_ghost1_attention", "ghostnetv3": "block1a_dw_add"}
+    for family, marker in markers.items():
+        config = get_config("quickstart", f"model={family},width=0.3,image_size=64")
+        model = build_model(config, num_classes=10)
+        assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 10)
+        assert model.get_layer("stem_conv").filters == 8
+        model.get_layer(marker)  # the V2 gate / the V3 training-form branches
+
+
+def test_fused_batch_norm_copy_keeps_the_outputs(compact_v2: keras.Model) -> None:
+    # The trainer trains `with_fused_batch_norm(model)`; NearestResize must survive the copy.
+    from ghostnet_keras import with_fused_batch_norm
+
+    fused = with_fused_batch_norm(compact_v2)
+    images = np.load(TEST_DATA_DIR / "ghostnetv2_010_expected.npz")["nonsquare/images"]
+    np.testing.assert_allclose(_predict(fused, images), _predict(compact_v2, images),
+                               rtol=0, atol=1e-5)
