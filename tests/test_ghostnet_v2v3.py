@@ -183,7 +183,7 @@ def test_v3_training_and_deploy_forms_match_timm_full_size(v2v3_dir: Path) -> No
     _assert_layout_is_the_checkpoint(model, load_file(train_weights))
     _assert_layout_is_the_checkpoint(loaded_deploy, load_file(deploy_weights))
     fused = reparameterize(model)
-    assert _timm_count(fused) == TIMM_PARAMS["v3", 0.5][1]
+    assert (_timm_count(model), _timm_count(fused)) == TIMM_PARAMS["v3", 0.5]
     oracle = np.load(v2v3_dir / "ghostnetv3_050_expected.npz")
     deploy_oracle = np.load(v2v3_dir / "ghostnetv3_050_deploy_expected.npz")
     for size in SIZES:
@@ -198,7 +198,9 @@ def test_v3_training_and_deploy_forms_match_timm_full_size(v2v3_dir: Path) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("version", "width"), list(TIMM_PARAMS))
+# V3 0.5 is counted in the full-size test; 1.3 is measured in docs (each V3 build costs ~15 s).
+@pytest.mark.parametrize(("version", "width"), [key for key in TIMM_PARAMS
+                                                if key not in (("v3", 0.5), ("v3", 1.3))])
 def test_parameter_counts_match_timm(version: str, width: float) -> None:
     train, deploy = TIMM_PARAMS[version, width]
     model = CONSTRUCTORS[version](width=width)
