@@ -342,3 +342,18 @@ def test_fused_batch_norm_copy_keeps_the_outputs(compact_v2: keras.Model) -> Non
     images = np.load(TEST_DATA_DIR / "ghostnetv2_010_expected.npz")["nonsquare/images"]
     np.testing.assert_allclose(_predict(fused, images), _predict(compact_v2, images),
                                rtol=0, atol=1e-5)
+
+
+def test_convert_checkpoint_to_keras_weights(compact_v2: keras.Model, tmp_path: Path) -> None:
+    from ghostnet_keras.convert import convert_checkpoint
+
+    output = convert_checkpoint(TEST_DATA_DIR / "ghostnetv2_010.safetensors",
+                                tmp_path / "v2.weights.h5", width=0.1, model="ghostnetv2")
+    model = GhostNetV2(width=0.1, classes=10, classifier_activation=None,
+                       input_shape=(None, None, 3), weights=output)
+    images = np.load(TEST_DATA_DIR / "ghostnetv2_010_expected.npz")["224/images"]
+    np.testing.assert_array_equal(_predict(model, images), _predict(compact_v2, images))
+    with pytest.raises(WeightsError, match="short_conv"):
+        convert_checkpoint(TEST_DATA_DIR / "ghostnetv2_010.safetensors",
+                           tmp_path / "v1.weights.h5", width=0.1)
+    assert not (tmp_path / "v1.weights.h5").exists()
