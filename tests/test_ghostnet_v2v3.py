@@ -344,6 +344,7 @@ def test_fused_batch_norm_copy_keeps_the_outputs(compact_v2: keras.Model) -> Non
                                rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_convert_checkpoint_to_keras_weights(compact_v2: keras.Model, tmp_path: Path) -> None:
     from ghostnet_keras.convert import convert_checkpoint
 
