@@ -53,12 +53,7 @@ def dfc_attention(
     `{name}_short_hdwconv`, `{name}_short_hbn`, `{name}_short_vdwconv`, `{name}_short_vbn`,
     `{name}_short_gate`, `{name}_short_resize`, `{name}_attention`.
     """
-    if layers is not keras.layers:
-        raise ValueError(
-            f"dfc_attention {name!r}: the gate's NearestResize layer exists only for Keras 3 "
-            "(keras.layers)."
-        )
-    from ghostnet_keras.nearest_resize import NearestResize
+    from ghostnet_keras.nearest_resize import nearest_resize_layer
 
     channels = outputs.shape[-1]
     gate = layers.AveragePooling2D(2, strides=2, name=f"{name}_short_pool")(inputs)
@@ -69,7 +64,7 @@ def dfc_attention(
         )(gate)
         gate = batch_norm(gate, f"{name}_short_{axis}bn", layers)
     gate = layers.Activation("sigmoid", name=f"{name}_short_gate")(gate)
-    gate = NearestResize(name=f"{name}_short_resize")([gate, outputs])
+    gate = nearest_resize_layer(layers)(name=f"{name}_short_resize")([gate, outputs])
     return layers.Multiply(name=f"{name}_attention")([outputs, gate])
 
 

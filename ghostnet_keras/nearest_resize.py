@@ -19,6 +19,7 @@ No built-in layer resizes to the (dynamic) size of another tensor, hence this on
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
@@ -62,3 +63,42 @@ class NearestResize(keras.layers.Layer):
     def compute_output_shape(self, input_shapes: Any) -> tuple:
         x_shape, reference_shape = input_shapes
         return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
+
+
+@functools.cache
+def tf_keras_nearest_resize() -> type:
+    """The tf_keras twin of `NearestResize`, for the QAT graph built with `tf_keras.layers`.
+
+    Same name, same computation (TF's legacy kernel); defined on first use so that only the
+    QAT path imports tf_keras.
+    """
+    import tensorflow as tf
+    import tf_keras
+
+    @tf_keras.utils.register_keras_serializable(package="ghostnet_keras")
+    class NearestResize(tf_keras.layers.Layer):
+        """tf_keras twin of `ghostnet_keras.NearestResize` (PyTorch's legacy nearest rule)."""
+
+        def call(self, inputs: Any) -> Any:
+            x, reference = inputs
+            return tf.raw_ops.ResizeNearestNeighbor(
+                images=x, size=tf.shape(reference)[1:3], align_corners=False,
+                half_pixel_centers=False,
+            )
+
+        def compute_output_shape(self, input_shapes: Any) -> Any:
+            x_shape, reference_shape = (tf.TensorShape(s).as_list() for s in input_shapes)
+            return tf.TensorShape(
+                [x_shape[0], reference_shape[1], reference_shape[2], x_shape[3]]
+            )
+
+    return NearestResize
+
+
+def nearest_resize_layer(layers: Any) -> type:
+    """`NearestResize` for a layers module: `keras.layers` or `tf_keras.layers`."""
+    if layers is keras.layers:
+        return NearestResize
+    if getattr(layers, "__name__", "").startswith("tf_keras"):
+        return tf_keras_nearest_resize()
+    raise ValueError(f"NearestResize exists for keras.layers and tf_keras.layers, not {layers}.")

@@ -358,3 +358,21 @@ def test_convert_checkpoint_to_keras_weights(compact_v2: keras.Model, tmp_path: 
         convert_checkpoint(TEST_DATA_DIR / "ghostnetv2_010.safetensors",
                            tmp_path / "v1.weights.h5", width=0.1)
     assert not (tmp_path / "v1.weights.h5").exists()
+
+
+@pytest.mark.slow
+def test_tf_keras_twin_from_the_same_definition(compact_v2: keras.Model) -> None:
+    # The QAT path builds the same graph with tf_keras.layers; weights copy by layer name.
+    import tf_keras
+
+    from ghostnet_keras.ghostnet import build_ghostnet
+    from ghostnet_keras.weights import copy_weights_by_name
+
+    twin = build_ghostnet(width=0.1, classes=10, classifier_activation=None,
+                          input_shape=(None, None, 3), keras_module=tf_keras, version="v2")
+    names = [layer.name for layer in compact_v2.layers]
+    assert [layer.name for layer in twin.layers][1:] == names[1:]  # [0]: the input's name
+    copy_weights_by_name(compact_v2, twin)
+    oracle = np.load(TEST_DATA_DIR / "ghostnetv2_010_expected.npz")
+    logits = twin(oracle["nonsquare/images"].astype(np.float32), training=False)
+    np.testing.assert_allclose(np.asarray(logits), oracle["nonsquare/logits"], rtol=0, atol=1e-5)
