@@ -174,7 +174,10 @@ def quickstart_dir(tmp_path_factory) -> str:
 def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp_path) -> None:
     import tensorflow as tf
 
-    from ghostnet_keras.tflite.convert import float_compute_ops
+    from ghostnet_keras.tflite import inventory
+    from ghostnet_keras.tflite.conversion import signature_with_batch
+    from ghostnet_keras.tflite.verify import float_compute_ops
+    from ghostnet_keras.tflite.xnnpack import partitioning
     from ghostnet_keras.training import data
     from ghostnet_keras.training.configs import get_config
     from ghostnet_keras.training.loop import DataSource, Trainer
@@ -196,8 +199,7 @@ def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp
     assert len((model_dir / "qat_history.csv").read_text().splitlines()) == 2
     assert not (model_dir / "qat_backup").exists()
     saved_model = model_dir / "qat_saved_model"
-    assert qat._signature_input_shapes(saved_model) == {
-        "serving_default": (None, 32, 32, 3), qat.TFLITE_SIGNATURE: (1, 32, 32, 3)}
+    assert signature_with_batch(saved_model, 1) == qat.TFLITE_SIGNATURE  # default: any batch
 
     tflite_bytes = qat.convert_qat(saved_model)  # raises FloatOpError on any float compute op
     assert float_compute_ops(tflite_bytes) == []
@@ -206,6 +208,14 @@ def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp
     assert counts["CONV_2D"] == 54 and counts["DEPTHWISE_CONV_2D"] == 42
     assert counts["MUL"] == len(SE_GATES) and counts["ADD"] == 16
     assert not {"RELU", "MINIMUM", "MAXIMUM", "RELU_0_TO_1", "LOGISTIC"} & set(counts)
+    # XNNPACK takes the whole network in one partition; only the head's int8 SOFTMAX (XNNPACK
+    # has no int8 softmax) runs outside, followed by a one-op partition for the output's
+    # DEQUANTIZE. No squeeze-excite op leaves the delegate.
+    placement = partitioning(tflite_bytes)
+    assert placement.undelegated_counts() == {"SOFTMAX": 1}, placement
+    assert placement.partitions == 2
+    (index, _), = placement.undelegated
+    assert index == len(inventory.read_model(tflite_bytes).ops) - 2  # SOFTMAX, DEQUANTIZE
 
     from ai_edge_litert.interpreter import Interpreter
 

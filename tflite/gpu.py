@@ -23,12 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from ghostnet_keras.tflite import inventory, surgery
+from ghostnet_keras.tflite import inventory, latency, surgery
 from ghostnet_keras.tflite.gpu_worker import RESULT_PREFIX
 
 SOFTWARE_GPU_DIR_VARIABLE = "GHOSTNET_SOFTWARE_GPU_DIR"
 SOFTWARE_LABEL = "software GPU (correctness, not speed)"
 NOT_ACCELERATED = "Some ops are not accelerated"
+INT8_NOTE = (
+    "int8 is not a GPU format: LiteRT's GPU accelerator takes an int8 model whole but runs it by "
+    "simulating the quantization in float arithmetic; in its default float16 the result drifts "
+    "from the CPU's int8 result by whole quantization steps (top-1 changes), with enforce_f32 it "
+    "equals it but computes in float32 like the fp32 model. Deploy fp16 or fp32 to the GPU."
+)
 _ADAPTER = re.compile(r"Selected adapter: (.+?), arch=.*?adapterType=([^\n]+)")
 _LIBRARY_DIR = Path("root/usr/lib/x86_64-linux-gnu")
 
@@ -181,19 +187,10 @@ def random_inputs(tflite_bytes: bytes, seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs for the model's first signature: images in [0, 255], or the integer range."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=tflite_bytes)
-    runner_inputs = interpreter.get_signature_runner().get_input_details()
+    runner = Interpreter(model_content=tflite_bytes).get_signature_runner()
     rng = np.random.default_rng(seed)
-    feeds = {}
-    for name, detail in runner_inputs.items():
-        dtype = np.dtype(detail["dtype"])
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            feeds[name] = rng.integers(info.min, info.max, detail["shape"], endpoint=True,
-                                       dtype=dtype)
-        else:
-            feeds[name] = rng.uniform(0.0, 255.0, detail["shape"]).astype(dtype)
-    return feeds
+    return {name: latency.random_input(detail, rng)
+            for name, detail in runner.get_input_details().items()}
 
 
 def cpu_outputs(tflite_bytes: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -252,29 +249,46 @@ def check(
         largest |cpu output|) and whether the arg-max agrees; otherwise `fallback_ops` names the
         op types the GPU refused (`unsupported_ops`).
     """
-    precision = "fp32" if enforce_f32 else "fp16"
-    feeds = random_inputs(tflite_bytes, seed)
-    (run,) = run_models([tflite_bytes], [feeds], enforce_f32=enforce_f32, warmup=warmup,
-                        iterations=iterations)
-    result = GpuCheck(precision, run.compiled, run.adapter, run.software,
-                      latency_ms=run.latency_ms, error=run.error)
-    if not run.compiled:
-        if run.error and NOT_ACCELERATED in run.error:
-            result.fallback_ops = unsupported_ops(tflite_bytes, enforce_f32=enforce_f32)
-        return result
-    expected = cpu_outputs(tflite_bytes, feeds)
-    diffs, scales, agree = [], [], True
-    for name, reference in expected.items():
-        got = run.outputs[name].astype(np.float64)
-        reference = reference.astype(np.float64)
-        diffs.append(float(np.max(np.abs(got - reference))))
-        scales.append(float(np.max(np.abs(reference))) or 1.0)
-        if reference.ndim == 2:
-            agree &= bool(np.all(got.argmax(-1) == reference.argmax(-1)))
-    result.max_abs_diff = max(diffs)
-    result.relative_diff = max(d / s for d, s in zip(diffs, scales, strict=True))
-    result.top1_agrees = agree
+    (result,) = check_all([tflite_bytes], enforce_f32=enforce_f32, iterations=iterations,
+                          warmup=warmup, seed=seed)
     return result
+
+
+def check_all(
+    models: Sequence[bytes],
+    *,
+    enforce_f32: bool = False,
+    iterations: int = 0,
+    warmup: int = 2,
+    seed: int = 0,
+) -> list[GpuCheck]:
+    """`check` for several models in one GPU process (the runtime starts once)."""
+    precision = "fp32" if enforce_f32 else "fp16"
+    feeds = [random_inputs(data, seed) for data in models]
+    runs = run_models(models, feeds, enforce_f32=enforce_f32, warmup=warmup,
+                      iterations=iterations)
+    results = []
+    for data, inputs, run in zip(models, feeds, runs, strict=True):
+        result = GpuCheck(precision, run.compiled, run.adapter, run.software,
+                          latency_ms=run.latency_ms, error=run.error)
+        results.append(result)
+        if not run.compiled:
+            if run.error and NOT_ACCELERATED in run.error:
+                result.fallback_ops = unsupported_ops(data, enforce_f32=enforce_f32)
+            continue
+        expected = cpu_outputs(data, inputs)
+        diffs, scales, agree = [], [], True
+        for name, reference in expected.items():
+            got = run.outputs[name].astype(np.float64)
+            reference = reference.astype(np.float64)
+            diffs.append(float(np.max(np.abs(got - reference))))
+            scales.append(float(np.max(np.abs(reference))) or 1.0)
+            if reference.ndim == 2:
+                agree &= bool(np.all(got.argmax(-1) == reference.argmax(-1)))
+        result.max_abs_diff = max(diffs)
+        result.relative_diff = max(d / s for d, s in zip(diffs, scales, strict=True))
+        result.top1_agrees = agree
+    return results
 
 
 def unsupported_ops(tflite_bytes: bytes, *, enforce_f32: bool = False) -> list[str]:

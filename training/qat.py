@@ -148,12 +148,13 @@ def quantize_scope() -> Any:
 
 def _classifier_activation(model: Any) -> str | None:
     """`"softmax"` or `None` (logits), as the `predictions` layer of `model` has."""
+    from ghostnet_keras.heads import activation_name
+
     try:
-        activation = model.get_layer("predictions").activation
+        name = activation_name(model.get_layer("predictions"))
     except ValueError as error:
         raise ValueError(f"{model.name!r} has no `predictions` layer: not a GhostNet classifier "
                          "(QAT needs the full model, include_top=True).") from error
-    name = getattr(activation, "__name__", str(activation))
     if name not in ("softmax", "linear"):
         raise ValueError(f"QAT supports a softmax or linear classifier; {model.name!r} has "
                          f"activation {name!r}.")
@@ -446,7 +447,7 @@ def _weight_decay_loss(model: tf_keras.Model, weight_decay: float) -> Callable[[
 def _history_callback(tf_keras: ModuleType, path: Path | None, rows: list[dict]) -> Any:
     """Keeps `rows` (one per finished epoch, across resumes) and writes them as JSON."""
 
-    from ghostnet_keras.report import write_atomically
+    from ghostnet_keras.files import write_atomically
 
     class JsonHistory(tf_keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -463,7 +464,7 @@ def _history_callback(tf_keras: ModuleType, path: Path | None, rows: list[dict])
             row["seconds"] = time.perf_counter() - self._start
             rows.append(row)
             if path is not None:
-                write_atomically(path, json.dumps(rows, indent=2) + "\n")
+                write_atomically({path: json.dumps(rows, indent=2) + "\n"})
 
     return JsonHistory()
 
@@ -702,65 +703,42 @@ def train_qat(
 # Conversion
 
 
-def _signature_input_shapes(saved_model_dir: str | os.PathLike
-                            ) -> dict[str, tuple[int | None, ...]]:
-    """Input shape of each signature (`None` for unknown dimensions)."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel.FromString(
-        Path(saved_model_dir, "saved_model.pb").read_bytes())
-    shapes = {}
-    for key, signature in proto.meta_graphs[0].signature_def.items():
-        if key.startswith("__"):  # e.g. __saved_model_init_op
-            continue
-        tensor = next(iter(signature.inputs.values()))
-        shapes[key] = tuple(None if d.size < 0 else int(d.size) for d in tensor.tensor_shape.dim)
-    return shapes
-
-
 def convert_qat(
     qat_model_or_saved_model_dir: tf_keras.Model | str | os.PathLike,
-    int8_io: bool = False,
+    io: str = "float",
     *,
     batch_size: int | None = 1,
 ) -> bytes:
-    """The full-integer (int8) TFLite model of a QAT model, via
-    `ghostnet_keras.tflite.convert.convert`.
+    """The full-integer (int8) TFLite model of a QAT model (mode `qat_int8`).
 
-    Uses mode `qat_int8`: the fake-quantization ranges learned in training give the
-    quantization parameters (no calibration), and `ghostnet_keras.tflite.convert` checks that no
-    compute op
-    reads or writes float tensors (`ghostnet_keras.tflite.convert.FloatOpError` otherwise). A model
-    is first
-    saved as a temporary SavedModel (`save_qat_model`, without layer traces) and converted from
-    it: several times faster than `TFLiteConverter.from_keras_model`, which traces every layer.
-    A SavedModel from `save_qat_model` is converted through its signature with the requested
-    batch (`serving_default` or `TFLITE_SIGNATURE`); another one is loaded and re-saved.
+    The fake-quantization ranges learned in training give the quantization parameters (no
+    calibration), and `ghostnet_keras.tflite.verify` checks that no compute op reads or writes
+    float tensors. A model is first saved as a temporary SavedModel (`save_qat_model`, without
+    layer traces): several times faster than `TFLiteConverter.from_keras_model`, which traces
+    every layer. A SavedModel is converted through its signature with the requested batch; one
+    without such a signature is loaded and re-saved.
 
     Args:
         qat_model_or_saved_model_dir: a QAT model (`build_qat_model`, trained) or the SavedModel
             directory `train_qat` writes (`model_dir/qat_saved_model`).
-        int8_io: int8 input and output tensors instead of float32 ones.
+        io: `"float"`, `"uint8"` or `"int8"` input and output tensors
+            (`ghostnet_keras.tflite.conversion.convert`).
         batch_size: the batch dimension of the converted model (1: static shapes; `None`: the
-            SavedModel's or a dynamic one). A SavedModel with another batch is re-exported.
+            SavedModel's or a dynamic one).
 
     Returns:
         The `.tflite` bytes.
     """
-    from ghostnet_keras.tflite.convert import convert
+    from ghostnet_keras.tflite.conversion import convert, signature_with_batch
+    from ghostnet_keras.tflite.verify import ConversionError
 
     source = qat_model_or_saved_model_dir
     with tempfile.TemporaryDirectory(prefix="qat_convert_") as scratch:
-        signature = "serving_default"
-        if isinstance(source, (str, os.PathLike)):
-            if not Path(source, "saved_model.pb").is_file():
-                raise FileNotFoundError(f"No SavedModel at {source}.")
-            shapes = _signature_input_shapes(source)
-            if batch_size is not None and shapes["serving_default"][0] != batch_size:
-                if shapes.get(TFLITE_SIGNATURE, (None,))[0] == batch_size:
-                    signature = TFLITE_SIGNATURE
-                else:
-                    source = load_qat_model(source)
+        if isinstance(source, (str, os.PathLike)) and batch_size is not None:
+            try:
+                signature_with_batch(source, batch_size)
+            except ConversionError:
+                source = load_qat_model(source)
         if not isinstance(source, (str, os.PathLike)):
             source = save_qat_model(source, Path(scratch, "model"), batch_size=batch_size)
-        return convert(str(source), "qat_int8", int8_io=int8_io, signature_key=signature)
+        return convert(str(source), "qat_int8", io=io, batch_size=batch_size)
