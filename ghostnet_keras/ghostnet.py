@@ -25,6 +25,12 @@ from ghostnet_keras.arguments import (
 )
 from ghostnet_keras.blocks import conv_bn, ghost_bottleneck, make_divisible
 from ghostnet_keras.blocks_v2v3 import bottleneck_parts
+from ghostnet_keras.weights import (
+    IMAGENET_VARIANTS,
+    imagenet_variant,
+    is_training_form,
+    load_ghostnet_weights,
+)
 
 
 class BlockSpec(NamedTuple):
@@ -78,38 +84,14 @@ FEATURE_LAYERS = {
     32: "top_relu",
 }
 
-# The published ImageNet weights (timm `ghostnet_100.in1k`, ported from the official
-# `state_dict_73.98.pth`): 73.98% top-1 / 91.46% top-5.
-HUB_URL = "https://huggingface.co/timm/{variant}.in1k/resolve/main/model.safetensors"
-IMAGENET_WEIGHTS_URL = HUB_URL.format(variant="ghostnet_100")
 IMAGENET_WIDTH = 1.0
 VERSIONS = ("v1", "v2", "v3")
-# The timm models with published ImageNet-1k weights, by (version, width).
-IMAGENET_VARIANTS = {
-    ("v1", 1.0): "ghostnet_100",
-    ("v2", 1.0): "ghostnetv2_100",
-    ("v2", 1.3): "ghostnetv2_130",
-    ("v2", 1.6): "ghostnetv2_160",
-    ("v3", 1.0): "ghostnetv3_100",
-}
 
 
 def variant_name(version: str, width: float) -> str:
     """timm's name of a GhostNet, e.g. `("v2", 1.3)` -> `"ghostnetv2_130"`."""
     return f"ghostnet{'' if version == 'v1' else version}_{_width_tag(width)}"
 
-
-def imagenet_variant(version: str, width: float) -> str | None:
-    """The timm variant with ImageNet weights for this version and width, or `None`."""
-    for (known_version, known_width), variant in IMAGENET_VARIANTS.items():
-        if known_version == version and abs(width - known_width) < 1e-9:
-            return variant
-    return None
-
-
-def imagenet_weights_url(variant: str) -> str:
-    """The hub URL of a variant's `model.safetensors`."""
-    return IMAGENET_WEIGHTS_URL if variant == "ghostnet_100" else HUB_URL.format(variant=variant)
 
 BASE_DOCSTRING = """Instantiates the GhostNet{width_text} architecture.
 
@@ -305,21 +287,19 @@ def create_ghostnet(
     model = build_ghostnet(**arguments, reparameterized=reparameterized)
     if weights is None:
         return model
-    from ghostnet_keras.weights import is_training_form, load_ghostnet_weights
+    def build(**overrides: Any) -> keras.Model:  # this architecture, for the weight loaders
+        return build_ghostnet(**{**arguments, "input_tensor": None, "name": None, **overrides})
 
     if reparameterized and is_training_form(weights):
         # Training-form weights (e.g. the published ones): load them into the training form,
         # then fuse its branches into this deploy-form model.
         from ghostnet_keras.reparameterize import reparameterize
 
-        trained = build_ghostnet(**{**arguments, "input_tensor": None})
-        load_ghostnet_weights(trained, weights, width=float(width), version=version)
+        trained = build()
+        load_ghostnet_weights(trained, weights, version=version, width=float(width), build=build)
         reparameterize(trained, into=model)
     else:
-        load_ghostnet_weights(
-            model, weights, width=float(width), version=version,
-            reparameterized=reparameterized,
-        )
+        load_ghostnet_weights(model, weights, version=version, width=float(width), build=build)
     return model
 
 

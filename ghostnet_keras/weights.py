@@ -15,7 +15,7 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,33 @@ _TOP_LEVEL = {
 }
 _BLOCK_NAME = re.compile(r"block(\d+)([a-z])_(\w+)")
 _BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
+
+
+# The published ImageNet weights (timm `ghostnet_100.in1k`, ported from the official
+# `state_dict_73.98.pth`): 73.98% top-1 / 91.46% top-5.
+HUB_URL = "https://huggingface.co/timm/{variant}.in1k/resolve/main/model.safetensors"
+IMAGENET_WEIGHTS_URL = HUB_URL.format(variant="ghostnet_100")
+# The timm models with published ImageNet-1k weights, by (version, width).
+IMAGENET_VARIANTS = {
+    ("v1", 1.0): "ghostnet_100",
+    ("v2", 1.0): "ghostnetv2_100",
+    ("v2", 1.3): "ghostnetv2_130",
+    ("v2", 1.6): "ghostnetv2_160",
+    ("v3", 1.0): "ghostnetv3_100",
+}
+
+
+def imagenet_variant(version: str, width: float) -> str | None:
+    """The timm variant with ImageNet weights for this version and width, or `None`."""
+    for (known_version, known_width), variant in IMAGENET_VARIANTS.items():
+        if known_version == version and abs(width - known_width) < 1e-9:
+            return variant
+    return None
+
+
+def imagenet_weights_url(variant: str) -> str:
+    """The hub URL of a variant's `model.safetensors`."""
+    return IMAGENET_WEIGHTS_URL if variant == "ghostnet_100" else HUB_URL.format(variant=variant)
 
 
 class WeightsError(ValueError):
@@ -281,9 +308,13 @@ def copy_weights_by_name(source: Any, target: Any) -> None:
         layer.set_weights(values)
 
 
-def _load_keras_weights_file(
-    model: keras.Model, path: str, width: float | None, **architecture: Any
-) -> None:
+ModelBuilder = Callable[..., keras.Model]
+"""Builds a new model of the caller's architecture; keyword arguments override those of
+`build_ghostnet` (e.g. `include_top=True, classes=10`). The loaders take one instead of importing
+the model module, which imports them."""
+
+
+def _load_keras_weights_file(model: keras.Model, path: str, build: ModelBuilder | None) -> None:
     if any(layer.name == "predictions" for layer in model.layers):
         load_keras_weights(model, path)
         return
@@ -295,17 +326,13 @@ def _load_keras_weights_file(
             lambda _, obj: kernels.append(obj.shape)
             if isinstance(obj, h5py.Dataset) and obj.ndim == 2 else None
         )
-    if len(kernels) != 1 or width is None:
+    if len(kernels) != 1 or build is None:
         raise WeightsError(
-            f"{path} does not hold a GhostNet with a classifier, or the width is unknown; "
-            "load it into a model built with include_top=True."
+            f"{path} does not hold a GhostNet with a classifier, or the architecture is "
+            "unknown; load it into a model built with include_top=True."
         )
-    from ghostnet_keras.ghostnet import build_ghostnet
-
-    full = build_ghostnet(
-        width=width, include_top=True, input_shape=(None, None, 3), classes=kernels[0][1],
-        include_preprocessing=False, **architecture,
-    )
+    full = build(include_top=True, input_shape=(None, None, 3), classes=kernels[0][1],
+                 include_preprocessing=False)
     try:
         full.load_weights(path)
     except ValueError as error:
@@ -335,14 +362,16 @@ def load_keras_weights(model: keras.Model, path: str | os.PathLike) -> None:
 def load_ghostnet_weights(
     model: keras.Model,
     weights: str | os.PathLike,
-    width: float | None = None,
+    *,
     version: str = "v1",
-    reparameterized: bool = False,
+    width: float | None = None,
+    build: ModelBuilder | None = None,
 ) -> None:
     """Loads `weights` (`"imagenet"` or a file path) into a GhostNet model.
 
-    `width`, `version` and `reparameterized` (how the model was built) are needed only to load
-    a full-model `.weights.h5` file into a model without top, and `"imagenet"` weights.
+    `version` and `width` name the published weights for `"imagenet"`; `build` (a new model of
+    the same architecture, see `ModelBuilder`) is needed to load a full-model `.weights.h5` into
+    a model without top and to convert the ImageNet download once.
 
     Supported files: `.weights.h5` and `.keras` (Keras), `.safetensors`, `.pth`, `.pt`, `.bin`,
     `.ckpt` (reference PyTorch layout, read without PyTorch).
@@ -352,12 +381,10 @@ def load_ghostnet_weights(
         ValueError: for an unsupported file type or an unreadable file.
     """
     if weights == "imagenet":
-        from ghostnet_keras.ghostnet import imagenet_variant
-
         variant = imagenet_variant(version, 1.0 if width is None else width)
-        if variant is None:
+        if variant is None or build is None:
             raise ValueError(f"No ImageNet weights for GhostNet {version} width {width}.")
-        weights = imagenet_weights_path(variant)
+        weights = imagenet_weights_path(variant, build)
     path = os.fspath(weights)
     name = Path(path).name.lower()
     if name.endswith(REFERENCE_SUFFIXES):
@@ -365,9 +392,7 @@ def load_ghostnet_weights(
 
         load_reference_state_dict(model, timm_state_dict(read_state_dict(path)), source=path)
     elif name.endswith(".weights.h5"):
-        _load_keras_weights_file(
-            model, path, width, version=version, reparameterized=reparameterized
-        )
+        _load_keras_weights_file(model, path, build)
     elif name.endswith(".keras"):
         load_keras_weights(model, path)
     else:
@@ -401,7 +426,7 @@ def write_weights_atomically(model: keras.Model, output: str | os.PathLike) -> P
     return output
 
 
-def imagenet_weights_path(variant: str = "ghostnet_100") -> Path:
+def imagenet_weights_path(variant: str, build: ModelBuilder) -> Path:
     """Returns the converted ImageNet weights of a timm variant, downloading them once.
 
     Downloads timm's `{variant}.in1k` `model.safetensors` (e.g. `ghostnet_100`,
@@ -413,15 +438,12 @@ def imagenet_weights_path(variant: str = "ghostnet_100") -> Path:
     Raises:
         RuntimeError: when the download fails (no network), with what to do instead.
     """
-    from ghostnet_keras import ghostnet
-
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     cache_dir = keras_home / "models"
     converted = cache_dir / IMAGENET_CONVERTED_FILE.format(variant=variant)
     if converted.exists():
         return converted
-    version, width = next(key for key, v in ghostnet.IMAGENET_VARIANTS.items() if v == variant)
-    url = ghostnet.imagenet_weights_url(variant)
+    url = imagenet_weights_url(variant)
     hub_file = IMAGENET_FILE.format(variant=variant)
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
@@ -437,5 +459,7 @@ def imagenet_weights_path(variant: str = "ghostnet_100") -> Path:
         ) from error
     finally:
         socket.setdefaulttimeout(previous_timeout)
-    model = ghostnet.create_ghostnet(version, width=width, weights=downloaded)
+    model = build(include_top=True, classes=1000, input_shape=(None, None, 3),
+                  include_preprocessing=True)  # the full model in training form
+    load_ghostnet_weights(model, downloaded)
     return write_weights_atomically(model, converted)

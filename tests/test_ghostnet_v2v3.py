@@ -27,7 +27,7 @@ from ghostnet_keras import (
     feature_extractor,
     reparameterize,
 )
-from ghostnet_keras import ghostnet as ghostnet_module
+from ghostnet_keras import weights as weights_module
 from ghostnet_keras.ghostnet import STAGES
 from ghostnet_keras.weights import WeightsError, reference_layout
 
@@ -243,7 +243,7 @@ def test_wrong_form_or_version_is_an_error() -> None:
 
 def test_imagenet_download_failure_is_fast_and_clear(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(ghostnet_module, "HUB_URL", "http://127.0.0.1:9/{variant}.safetensors")
+    monkeypatch.setattr(weights_module, "HUB_URL", "http://127.0.0.1:9/{variant}.safetensors")
     start = time.monotonic()
     with pytest.raises(RuntimeError, match=r"ghostnetv2_130_in1k\.safetensors"):
         GhostNetV2(width=1.3, weights="imagenet")
@@ -258,7 +258,7 @@ def test_imagenet_weights_convert_once_from_the_keras_cache(
     # The hub files as keras.utils.get_file caches them; the random oracle weights stand in for
     # the trained ones (same layout). timm publishes V3 at width 1.0 only: the oracle is 0.5.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setitem(ghostnet_module.IMAGENET_VARIANTS, ("v3", 0.5), "ghostnetv3_050")
+    monkeypatch.setitem(weights_module.IMAGENET_VARIANTS, ("v3", 0.5), "ghostnetv3_050")
     (tmp_path / "models").mkdir()
     for variant in ("ghostnetv2_100", "ghostnetv3_050"):
         shutil.copyfile(v2v3_dir / f"{variant}.safetensors",
