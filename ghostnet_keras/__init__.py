@@ -9,6 +9,7 @@ from ghostnet_keras.blocks import (
     squeeze_excite,
 )
 from ghostnet_keras.channel_slice import ChannelSlice
+from ghostnet_keras.data_format import to_channels_last, to_data_format
 from ghostnet_keras.ghostify import ghostify
 from ghostnet_keras.ghostnet import (
     GhostNet,
@@ -42,6 +43,8 @@ __all__ = [
     "preprocess_input",
     "profile",
     "squeeze_excite",
+    "to_channels_last",
+    "to_data_format",
     "with_fused_batch_norm",
 ]
 

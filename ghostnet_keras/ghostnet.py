@@ -22,7 +22,13 @@ from ghostnet_keras.arguments import (
     validate_input_shape,
     validate_weights_path,
 )
-from ghostnet_keras.blocks import conv_bn, ghost_bottleneck, make_divisible
+from ghostnet_keras.blocks import (
+    channel_axis,
+    conv_bn,
+    ghost_bottleneck,
+    make_divisible,
+    resolve_data_format,
+)
 
 
 class BlockSpec(NamedTuple):
@@ -97,6 +103,13 @@ preprocessing is included in the model by default (`include_preprocessing=True`)
 takes RGB inputs with values in [0, 255]. `ghostnet_keras.preprocess_input` is a pass-through.
 The reference evaluation resizes the shorter side to 256 (bicubic) and centre-crops 224.
 
+The data format is `keras.config.image_data_format()` at construction, as in keras.applications:
+`"channels_last"` (NHWC, the default) or `"channels_first"` (NCHW, often faster on GPUs with the
+JAX and PyTorch backends; TensorFlow runs NCHW convolutions on GPU only). Every layer records its
+format in the config, so a saved `.keras` file restores it. Weights are the same in both
+formats: every weights file loads into either. `ghostnet_keras.to_channels_last(model)` makes a
+channels-last copy (for TFLite, TF Serving and quantization-aware training).
+
 Args:{width_arg}
     include_top: whether to include the classification head (global pool, 1x1 conv to 1280 with
         bias, ReLU, dropout and the dense classifier). Defaults to `True`. Without it the model
@@ -108,9 +121,10 @@ Args:{width_arg}
         (the reference PyTorch layout; PyTorch is not needed to read them). Defaults to `None`.
     input_tensor: optional Keras tensor (i.e. output of `keras.Input()`) to use as image input
         for the model.
-    input_shape: optional shape tuple `(height, width, 3)`. Height and width may be `None`
-        (any size; the weights do not depend on it) or at least 32. Defaults to
-        `(224, 224, 3)`.
+    input_shape: optional shape tuple `(height, width, channels)` (`(channels, height, width)`
+        in channels-first). Height and width may be `None` (any size; the weights do not
+        depend on it) or at least 32. Any number of channels with `weights=None` (grey,
+        RGBA, multispectral); pretrained weights need 3. Defaults to `(224, 224, 3)`.
     pooling: optional pooling mode for feature extraction when `include_top` is `False`:
         `None` (the 4D output of the last conv), `"avg"` or `"max"` (global pooling, 2D
         output).
@@ -121,8 +135,11 @@ Args:{width_arg}
         the logits of the "top" layer. Defaults to `"softmax"`. When loading pretrained
         weights, `classifier_activation` can only be `None` or `"softmax"`.
     dropout_rate: dropout rate before the classifier. Defaults to `0.2`.
-    include_preprocessing: whether the model normalises its inputs itself (RGB in [0, 255] ->
-        `(x / 255 - mean) / std` with the ImageNet mean and std). Defaults to `True`.
+    include_preprocessing: whether the model normalises its inputs itself: values in
+        [0, 255] -> `(x / 255 - mean) / std` per channel (`ghostnet_keras.normalize_input`).
+        RGB (3 channels) uses the ImageNet mean `(0.485, 0.456, 0.406)` and std
+        `(0.229, 0.224, 0.225)`; any other channel count (1 for grey, 4 for RGBA, ...) uses
+        their averages, mean 0.449 and std 0.226, on every channel. Defaults to `True`.
     name: the name of the model (string). Defaults to `"ghostnet_{{width}}"`.
 
 Returns:
@@ -175,18 +192,23 @@ def build_ghostnet(
     include_preprocessing: bool = True,
     name: str | None = None,
     keras_module: ModuleType = keras,
+    data_format: str | None = None,
 ) -> Any:
     """Builds the GhostNet graph (no weights, no validation) with a given Keras module.
 
     The one definition of the architecture: `GhostNet` calls it with Keras 3, the QAT path with
-    `tf_keras`. Both produce the same layer names, so weights copy by name.
+    `tf_keras`. Both produce the same layer names, so weights copy by name. `data_format`
+    `None` is the Keras module's global `image_data_format()`.
     """
     layers = keras_module.layers
+    data_format = resolve_data_format(data_format, layers)
     img_input = image_input(input_tensor, input_shape, keras_module)
     x = img_input
     if include_preprocessing:
-        x = normalization_layer(layers)(x)
-    x = conv_bn(x, make_divisible(STEM_CHANNELS * width), 3, strides=2, name="stem", layers=layers)
+        channels = x.shape[channel_axis(data_format)]
+        x = normalization_layer(layers, channels, data_format)(x)
+    kwargs = {"layers": layers, "data_format": data_format}
+    x = conv_bn(x, make_divisible(STEM_CHANNELS * width), 3, strides=2, name="stem", **kwargs)
     for stage_index, stage in enumerate(STAGES):
         for block_index, spec in enumerate(stage):
             x = ghost_bottleneck(
@@ -197,15 +219,19 @@ def build_ghostnet(
                 strides=spec.strides,
                 se_ratio=spec.se_ratio,
                 name=f"block{stage_index}{chr(ord('a') + block_index)}",
-                layers=layers,
+                **kwargs,
             )
-    x = conv_bn(x, make_divisible(TOP_CHANNELS * width), 1, name="top", layers=layers)
+    x = conv_bn(x, make_divisible(TOP_CHANNELS * width), 1, name="top", **kwargs)
 
     if include_top:
-        x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
-        x = layers.Conv2D(HEAD_CHANNELS, 1, use_bias=True, name="head_conv")(x)
+        x = layers.GlobalAveragePooling2D(
+            keepdims=True, data_format=data_format, name="avg_pool"
+        )(x)
+        x = layers.Conv2D(
+            HEAD_CHANNELS, 1, use_bias=True, data_format=data_format, name="head_conv"
+        )(x)
         x = layers.ReLU(name="head_relu")(x)
-        x = layers.Flatten(name="flatten")(x)
+        x = layers.Flatten(data_format=data_format, name="flatten")(x)
         if dropout_rate > 0:
             x = layers.Dropout(dropout_rate, name="dropout")(x)
         # float32 so that the outputs stay float32 under a mixed precision policy.
@@ -213,9 +239,9 @@ def build_ghostnet(
             classes, activation=classifier_activation, dtype="float32", name="predictions"
         )(x)
     elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
     elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+        x = layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
 
     inputs = model_inputs(input_tensor, img_input, keras_module)
     return keras_module.Model(inputs, x, name=name or f"ghostnet_{_width_tag(width)}")
@@ -237,9 +263,10 @@ def GhostNet(
     _validate_arguments(
         width, include_top, weights, pooling, classes, classifier_activation, dropout_rate
     )
+    data_format = resolve_data_format(None)
     input_shape = validate_input_shape(
-        input_shape, input_tensor, DEFAULT_SIZE,
-        needs_rgb=include_preprocessing or weights is not None,
+        input_shape, input_tensor, DEFAULT_SIZE, needs_rgb=weights is not None,
+        data_format=data_format,
     )
     model = build_ghostnet(
         width=float(width),
@@ -252,6 +279,7 @@ def GhostNet(
         dropout_rate=dropout_rate,
         include_preprocessing=include_preprocessing,
         name=name,
+        data_format=data_format,
     )
     if weights is not None:
         from ghostnet_keras.weights import load_ghostnet_weights
