@@ -65,6 +65,13 @@ def validate_input_shape(
     return input_shape
 
 
+def any_size_input_shape(channels: int = 3, data_format: str | None = None) -> tuple:
+    """`(None, None, channels)`, or `(channels, None, None)` in channels-first."""
+    if resolve_data_format(data_format) == "channels_first":
+        return (channels, None, None)
+    return (None, None, channels)
+
+
 def _check_rgb(channels: int | None, what: str, shape: tuple, data_format: str) -> None:
     if channels != 3:
         raise ValueError(

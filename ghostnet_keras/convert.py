@@ -36,6 +36,9 @@ def convert_checkpoint(checkpoint: str | Path, output: str | Path, width: float 
         output: destination, ending with `.weights.h5` or `.keras`.
         width: width multiplier of the checkpoint's model.
 
+    A `.keras` output is in `keras.config.image_data_format()` (a `.weights.h5` file loads into
+    either format).
+
     Returns:
         The path written.
 
@@ -43,6 +46,7 @@ def convert_checkpoint(checkpoint: str | Path, output: str | Path, width: float 
         WeightsError: when the checkpoint does not fit a GhostNet of that width.
         ValueError: for an unreadable checkpoint or a bad output name.
     """
+    from ghostnet_keras.arguments import any_size_input_shape
     from ghostnet_keras.checkpoints import read_state_dict
     from ghostnet_keras.ghostnet import GhostNet
     from ghostnet_keras.weights import (
@@ -58,7 +62,7 @@ def convert_checkpoint(checkpoint: str | Path, output: str | Path, width: float 
     if "classifier.weight" not in state_dict:
         raise WeightsError(f"{checkpoint} has no tensor 'classifier.weight' (not a GhostNet).")
     classes = int(state_dict["classifier.weight"].shape[0])
-    model = GhostNet(width=width, classes=classes, input_shape=(None, None, 3))
+    model = GhostNet(width=width, classes=classes, input_shape=any_size_input_shape())
     load_reference_state_dict(model, state_dict, source=str(checkpoint))
     return write_weights_atomically(model, output)
 

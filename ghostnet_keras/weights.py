@@ -228,9 +228,9 @@ def _load_keras_weights_file(model: keras.Model, path: str, width: float | None)
         )
     from ghostnet_keras.ghostnet import build_ghostnet
 
-    full = build_ghostnet(
+    full = build_ghostnet(  # weights do not depend on the data format: any one will do
         width=width, include_top=True, input_shape=(None, None, 3), classes=kernels[0][1],
-        include_preprocessing=False,
+        include_preprocessing=False, data_format="channels_last",
     )
     try:
         full.load_weights(path)
