@@ -85,6 +85,7 @@ def test_channels_first_graph(pair: tuple[keras.Model, keras.Model]) -> None:
     assert _names(first) == _names(last)
     assert [w.shape for w in first.weights] == [w.shape for w in last.weights]
     assert first.count_params() == last.count_params() == 2_598_276  # as at 224 x 224
+    assert ghostnet_keras.profile(first).macs == ghostnet_keras.profile(last).macs
 
 
 def test_channels_first_shapes_and_features(channels_first: None) -> None:
