@@ -33,9 +33,16 @@ def validate_input_shape(
     )
     if input_shape is None:
         if input_tensor is not None:
-            if needs_rgb and keras.backend.is_keras_tensor(input_tensor):
-                _check_rgb(input_tensor.shape[channel_axis(data_format)], "input_tensor",
-                           tuple(input_tensor.shape), data_format)
+            if keras.backend.is_keras_tensor(input_tensor):
+                shape = tuple(input_tensor.shape)
+                channels = shape[channel_axis(data_format)] if len(shape) == 4 else None
+                if channels is None:
+                    raise ValueError(
+                        f"`input_tensor` must be a 4D image tensor with a known channel count in "
+                        f"{data_format} {layout}; received shape {shape}."
+                    )
+                if needs_rgb:
+                    _check_rgb(channels, "input_tensor", shape, data_format)
             return None
         if data_format == "channels_first":
             return (3, default_size, default_size)

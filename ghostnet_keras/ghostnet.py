@@ -347,7 +347,7 @@ def feature_extractor(
     ```python
     backbone = ghostnet_keras.GhostNet(include_top=False, input_shape=(None, None, 3))
     features = ghostnet_keras.feature_extractor(backbone)
-    maps = features(images)  # maps["stride_8"]: (N, H/8, W/8, 40)
+    maps = features(images)  # maps["stride_8"]: (N, H/8, W/8, 40); (N, 40, H/8, W/8) NCHW
     ```
 
     Args:

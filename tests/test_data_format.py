@@ -101,6 +101,8 @@ def test_channels_first_shapes_and_features(channels_first: None) -> None:
     assert pooled.output_shape == (None, 480)
     with pytest.raises(ValueError, match=r"\(channels, height, width\)"):
         GhostNet(width=0.5, input_shape=(64, 64, 3))  # channels last shape in channels_first
+    with pytest.raises(ValueError, match="known channel count"):
+        GhostNet(width=0.5, input_tensor=keras.Input((None, 64, 64)))
 
 
 def test_keras_file_records_and_restores_the_format(
