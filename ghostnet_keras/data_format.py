@@ -144,15 +144,17 @@ def _convert_layer_config(
         if shape is not None and len(shape) == 4:
             order = (0, 2, 3, 1) if target == "channels_last" else (0, 3, 1, 2)
             config["batch_shape"] = [shape[i] for i in order]
-        return config
-    if "data_format" in config:
-        config["data_format"] = target
+        elif shape is None or len(shape) > 2:
+            raise _refuse(layer, f"only 4D image inputs are rewritten, not shape {shape}")
         return config
     ranks = _input_ranks(layer)
     if ranks and max(ranks) < 3:
         return config  # on 2D tensors (after global pooling / Flatten) the layout is gone
     if ranks - {4}:
         raise _refuse(layer, f"it takes tensors of rank {sorted(ranks)}, only 4D is rewritten")
+    if "data_format" in config:
+        config["data_format"] = target
+        return config
     if class_name in _LAYOUT_FREE:
         if class_name == "Dropout" and config.get("noise_shape") is not None:
             raise _refuse(layer, "its `noise_shape` is given in the old layout")

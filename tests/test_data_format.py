@@ -265,6 +265,9 @@ def test_to_channels_last_refuses_what_it_cannot_rewrite(channels_first: None) -
     dense = keras.layers.Dense(3, name="dense_4d")(keras.layers.Conv2D(4, 3)(inputs))
     with pytest.raises(ValueError, match="'dense_4d'"):
         to_channels_last(keras.Model(inputs, dense))
+    sequence = keras.Input((3, 16))
+    with pytest.raises(ValueError, match="only 4D image inputs"):
+        to_channels_last(keras.Model(sequence, keras.layers.Conv1D(2, 1)(sequence)))
     with pytest.raises(TypeError, match="functional"):
         to_channels_last(keras.Sequential([keras.Input((3, 8, 8)), keras.layers.Conv2D(2, 1)]))
     with pytest.raises(ValueError, match="data_format"):
