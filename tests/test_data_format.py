@@ -18,6 +18,7 @@ import pytest
 import ghostnet_keras
 from ghostnet_keras import GhostNet, to_channels_last, to_data_format
 from ghostnet_keras.data_format import model_data_format
+from ghostnet_keras.ghostify import ghostify
 
 pytestmark = pytest.mark.portable
 
@@ -225,12 +226,12 @@ def _small_cnn() -> keras.Model:
 
 
 def test_ghostify_a_channels_first_model(channels_first: None) -> None:
-    ghost = ghostnet_keras.ghostify(_small_cnn(), ratio=3)  # 16 -> 18 channels, trimmed
+    ghost = ghostify(_small_cnn(), ratio=3)  # 16 -> 18 channels, trimmed
     assert model_data_format(ghost) == "channels_first"
     assert ghost.get_layer("c2_concat").axis == 1
     assert ghost.get_layer("c2_trim").output.shape == (None, 16, 16, 16)
     keras.config.set_image_data_format("channels_last")
-    reference = ghostnet_keras.ghostify(_small_cnn(), ratio=3)
+    reference = ghostify(_small_cnn(), ratio=3)
     reference.set_weights(ghost.get_weights())
     x = _images((2, 32, 32, 3), seed=4)
     expected = reference.predict(x, verbose=0)
