@@ -8,6 +8,8 @@ training programs choose TensorFlow's CPU kernels before TensorFlow is imported.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -24,6 +26,8 @@ _EXPORTS = {
     "ghost_module_v2": "blocks_v2v3",
     "ghost_module_v3": "blocks_v2v3",
     "ChannelSlice": "channel_slice",
+    "to_channels_last": "data_format",
+    "to_data_format": "data_format",
     "ghostify": "ghostify",
     "GhostNet": "ghostnet",
     "GhostNet050": "ghostnet",
@@ -50,6 +54,22 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+class _Package(types.ModuleType):
+    """Keeps public names from being shadowed by a same-named submodule.
+
+    Importing `ghostnet_keras.ghostify` (the module) makes Python set the package's `ghostify`
+    attribute to that module; the public `ghostnet_keras.ghostify` is the function.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)

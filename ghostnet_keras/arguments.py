@@ -8,6 +8,8 @@ from typing import Any
 
 import keras
 
+from ghostnet_keras.layout import channel_axis, resolve_data_format
+
 MIN_SIZE = 32
 
 
@@ -17,37 +19,73 @@ def validate_input_shape(
     default_size: int,
     needs_rgb: bool,
     min_size: int = MIN_SIZE,
+    data_format: str | None = None,
 ) -> tuple[int | None, ...] | None:
-    """Checks `input_shape` (channels last) and returns it, defaulting to a square RGB image."""
-    if keras.config.image_data_format() != "channels_last":
-        raise ValueError(
-            "ghostnet_keras models support only the 'channels_last' data format; "
-            f"keras.config.image_data_format() is {keras.config.image_data_format()!r}."
-        )
+    """Checks `input_shape` and returns it, defaulting to a square RGB image.
+
+    The shape is `(height, width, channels)` in `"channels_last"` and `(channels, height,
+    width)` in `"channels_first"` (`data_format=None`: `keras.config.image_data_format()`).
+    Any channel count is accepted unless `needs_rgb` (pretrained weights): then exactly 3.
+    """
+    data_format = resolve_data_format(data_format)
+    layout = "(channels, height, width)" if data_format == "channels_first" else (
+        "(height, width, channels)"
+    )
     if input_shape is None:
         if input_tensor is not None:
+            if keras.backend.is_keras_tensor(input_tensor):
+                shape = tuple(input_tensor.shape)
+                channels = shape[channel_axis(data_format)] if len(shape) == 4 else None
+                if channels is None:
+                    raise ValueError(
+                        f"`input_tensor` must be a 4D image tensor with a known channel count in "
+                        f"{data_format} {layout}; received shape {shape}."
+                    )
+                if needs_rgb:
+                    _check_rgb(channels, "input_tensor", shape, data_format)
             return None
+        if data_format == "channels_first":
+            return (3, default_size, default_size)
         return (default_size, default_size, 3)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise ValueError(
-            f"`input_shape` must be a tuple (height, width, channels); received {input_shape}."
+            f"`input_shape` must be a tuple {layout} ({data_format}); received {input_shape}."
         )
-    height, width, channels = input_shape
+    if data_format == "channels_first":
+        channels, height, width = input_shape
+    else:
+        height, width, channels = input_shape
     for dim, label in ((height, "height"), (width, "width")):
         if dim is not None and dim < min_size:
             raise ValueError(
                 f"Input size must be at least {min_size}x{min_size}; received input_shape="
-                f"{input_shape} ({label} {dim})."
+                f"{input_shape} ({label} {dim}; the layout is {layout}, {data_format})."
             )
     if channels is None or channels < 1:
-        raise ValueError(f"`input_shape` needs a known channel count; received {input_shape}.")
-    if needs_rgb and channels != 3:
         raise ValueError(
-            "With `include_preprocessing=True` or pretrained weights the input must have 3 "
-            f"(RGB) channels; received input_shape={input_shape}."
+            f"`input_shape` needs a known channel count; received {input_shape} (the layout is "
+            f"{layout}, {data_format})."
         )
+    if needs_rgb:
+        _check_rgb(channels, "input_shape", input_shape, data_format)
     return input_shape
+
+
+def any_size_input_shape(channels: int = 3, data_format: str | None = None) -> tuple:
+    """`(None, None, channels)`, or `(channels, None, None)` in channels-first."""
+    if resolve_data_format(data_format) == "channels_first":
+        return (channels, None, None)
+    return (None, None, channels)
+
+
+def _check_rgb(channels: int | None, what: str, shape: tuple, data_format: str) -> None:
+    if channels != 3:
+        raise ValueError(
+            f"Pretrained weights need 3 (RGB) input channels; received {what} with shape "
+            f"{shape} ({data_format}: {channels} channels). Use weights=None for other channel "
+            "counts."
+        )
 
 
 def validate_weights_path(weights: str | os.PathLike | None, allowed: tuple[str, ...]) -> None:
@@ -107,24 +145,34 @@ def model_inputs(input_tensor: Any, img_input: Any, keras_module: ModuleType = k
 
 def pooled_classifier(
     x: Any, include_top: bool, pooling: str | None, classes: int, classifier_activation: Any,
-    layers: ModuleType = keras.layers,
+    layers: ModuleType = keras.layers, data_format: str | None = None,
 ) -> Any:
     """Global average pool + dense classifier (float32), or the optional feature pooling."""
+    data_format = resolve_data_format(data_format, layers)
     if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
         return layers.Dense(
             classes, activation=classifier_activation, dtype="float32", name="predictions"
         )(x)
     if pooling == "avg":
-        return layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
     if pooling == "max":
-        return layers.GlobalMaxPooling2D(name="max_pool")(x)
+        return layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
     return x
 
 
-def normalization_layer(layers: ModuleType = keras.layers) -> Any:
-    """The reference ImageNet normalisation as one `Rescaling` layer (RGB in [0, 255])."""
+def normalization_layer(
+    layers: ModuleType = keras.layers, channels: int = 3, data_format: str | None = None
+) -> Any:
+    """The reference ImageNet normalisation as one `Rescaling` layer (values in [0, 255]).
+
+    3 channels: RGB with the ImageNet mean/std; any other count: every channel with the mean
+    of the three means and of the three stds (`imagenet.normalization_constants`). The
+    constants are shaped to broadcast on the channel axis of `data_format`.
+    """
     from ghostnet_keras import imagenet
 
-    scale, offset = imagenet.normalization_constants()
+    scale, offset = imagenet.normalization_constants(channels)
+    if resolve_data_format(data_format, layers) == "channels_first":
+        scale, offset = [[[v]] for v in scale], [[[v]] for v in offset]
     return layers.Rescaling(scale=scale, offset=offset, name="preprocessing")

@@ -14,6 +14,10 @@ published ImageNet weights were trained with:
   bottom/right for stride 2, so stride-2 convolutions use explicit symmetric `ZeroPadding2D`
   followed by a `"valid"` convolution.
 - BatchNormalization uses PyTorch's epsilon (1e-5) and momentum 0.1 (0.9 in Keras terms).
+
+Every block takes `data_format` (`"channels_last"` or `"channels_first"`); `None` means the
+default of the Keras the `layers` module belongs to (`keras.config.image_data_format()` for
+`keras.layers`, tf_keras' own setting for `tf_keras.layers`), as keras.applications does.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from types import ModuleType
 from typing import Any
 
 import keras
+
+from ghostnet_keras.layout import channel_axis, resolve_data_format
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
@@ -52,19 +58,26 @@ def make_divisible(value: float, divisor: int = 4, min_value: int | None = None)
     return rounded
 
 
-def batch_norm(x: Tensor, name: str, layers: ModuleType = keras.layers) -> Tensor:
-    """BatchNormalization with the reference epsilon and momentum."""
-    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
+def batch_norm(
+    x: Tensor, name: str, layers: ModuleType = keras.layers, data_format: str | None = None
+) -> Tensor:
+    """BatchNormalization on the channel axis, with the reference epsilon and momentum."""
+    axis = channel_axis(resolve_data_format(data_format, layers))
+    return layers.BatchNormalization(
+        axis=axis, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name
+    )(x)
 
 
 def _conv_padding(
-    x: Tensor, kernel_size: int, strides: int, name: str, layers: ModuleType
+    x: Tensor, kernel_size: int, strides: int, name: str, layers: ModuleType, data_format: str
 ) -> tuple[Tensor, str]:
     """Returns the input and the padding mode that reproduce PyTorch's symmetric `k // 2` pad."""
     if strides == 1:
         return x, "same"
     if kernel_size // 2:
-        x = layers.ZeroPadding2D(padding=kernel_size // 2, name=f"{name}_pad")(x)
+        x = layers.ZeroPadding2D(
+            padding=kernel_size // 2, data_format=data_format, name=f"{name}_pad"
+        )(x)
     return x, "valid"
 
 
@@ -77,34 +90,44 @@ def conv_bn(
     *,
     name: str,
     layers: ModuleType = keras.layers,
+    data_format: str | None = None,
 ) -> Tensor:
     """Conv2D (no bias) + BatchNormalization (+ ReLU), padded like PyTorch.
 
     Layers: `{name}_pad` (stride 2 only), `{name}_conv`, `{name}_bn`, `{name}_relu`.
     """
-    x, padding = _conv_padding(x, kernel_size, strides, name, layers)
+    data_format = resolve_data_format(data_format, layers)
+    x, padding = _conv_padding(x, kernel_size, strides, name, layers, data_format)
     x = layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=False,
-        name=f"{name}_conv",
+        data_format=data_format, name=f"{name}_conv",
     )(x)
-    x = batch_norm(x, f"{name}_bn", layers)
+    x = batch_norm(x, f"{name}_bn", layers, data_format)
     if activation:
         x = layers.ReLU(name=f"{name}_relu")(x)
     return x
 
 
 def depthwise_bn(
-    x: Tensor, kernel_size: int, strides: int, *, name: str, layers: ModuleType = keras.layers
+    x: Tensor,
+    kernel_size: int,
+    strides: int,
+    *,
+    name: str,
+    layers: ModuleType = keras.layers,
+    data_format: str | None = None,
 ) -> Tensor:
     """DepthwiseConv2D (no bias) + BatchNormalization, no activation, padded like PyTorch.
 
     Layers: `{name}_pad` (stride 2 only), `{name}_dwconv`, `{name}_bn`.
     """
-    x, padding = _conv_padding(x, kernel_size, strides, name, layers)
+    data_format = resolve_data_format(data_format, layers)
+    x, padding = _conv_padding(x, kernel_size, strides, name, layers, data_format)
     x = layers.DepthwiseConv2D(
-        kernel_size, strides=strides, padding=padding, use_bias=False, name=f"{name}_dwconv"
+        kernel_size, strides=strides, padding=padding, use_bias=False,
+        data_format=data_format, name=f"{name}_dwconv",
     )(x)
-    return batch_norm(x, f"{name}_bn", layers)
+    return batch_norm(x, f"{name}_bn", layers, data_format)
 
 
 def ghost_module(
@@ -120,6 +143,7 @@ def ghost_module(
     dilation_rate: int | tuple[int, int] = 1,
     name: str,
     layers: ModuleType = keras.layers,
+    data_format: str | None = None,
 ) -> Tensor:
     """Ghost module: `filters` feature maps from a thin conv plus cheap depthwise "ghosts".
 
@@ -134,7 +158,7 @@ def ghost_module(
         (CVPR 2020), section 3.1.
 
     Args:
-        x: input tensor, channels last.
+        x: input tensor in `data_format`.
         filters: number of output channels `n`.
         kernel_size: kernel of the primary conv (1 in GhostNet; the replaced conv's kernel in
             Ghost-ResNet/VGG).
@@ -150,6 +174,8 @@ def ghost_module(
             `{name}_primary_relu`, `{name}_cheap_dwconv`, `{name}_cheap_bn`, `{name}_cheap_relu`,
             `{name}_concat` (and `{name}_trim` when trimming).
         layers: the module providing the layer classes (`keras.layers` or `tf_keras.layers`).
+        data_format: `"channels_last"`, `"channels_first"`, or `None` for the `layers`
+            module's global setting.
 
     Returns:
         A tensor with `filters` channels.
@@ -158,24 +184,29 @@ def ghost_module(
         raise ValueError(f"ghost_module `ratio` must be an integer >= 2, got {ratio}.")
     if filters < 1:
         raise ValueError(f"ghost_module `filters` must be >= 1, got {filters}.")
+    data_format = resolve_data_format(data_format, layers)
     intrinsic = math.ceil(filters / ratio)
     if padding is None:
-        x, padding = _conv_padding(x, kernel_size, strides, f"{name}_primary", layers)
+        x, padding = _conv_padding(
+            x, kernel_size, strides, f"{name}_primary", layers, data_format
+        )
     primary = layers.Conv2D(
         intrinsic, kernel_size, strides=strides, padding=padding, dilation_rate=dilation_rate,
-        use_bias=False, name=f"{name}_primary_conv",
+        use_bias=False, data_format=data_format, name=f"{name}_primary_conv",
     )(x)
-    primary = batch_norm(primary, f"{name}_primary_bn", layers)
+    primary = batch_norm(primary, f"{name}_primary_bn", layers, data_format)
     if activation:
         primary = layers.ReLU(name=f"{name}_primary_relu")(primary)
     cheap = layers.DepthwiseConv2D(
         dw_size, strides=1, padding="same", depth_multiplier=ratio - 1, use_bias=False,
-        name=f"{name}_cheap_dwconv",
+        data_format=data_format, name=f"{name}_cheap_dwconv",
     )(primary)
-    cheap = batch_norm(cheap, f"{name}_cheap_bn", layers)
+    cheap = batch_norm(cheap, f"{name}_cheap_bn", layers, data_format)
     if activation:
         cheap = layers.ReLU(name=f"{name}_cheap_relu")(cheap)
-    out = layers.Concatenate(axis=-1, name=f"{name}_concat")([primary, cheap])
+    out = layers.Concatenate(axis=channel_axis(data_format), name=f"{name}_concat")(
+        [primary, cheap]
+    )
     if intrinsic * ratio != filters:
         if layers is not keras.layers:
             raise ValueError(
@@ -184,7 +215,7 @@ def ghost_module(
             )
         from ghostnet_keras.channel_slice import ChannelSlice
 
-        out = ChannelSlice(filters, name=f"{name}_trim")(out)
+        out = ChannelSlice(filters, data_format=data_format, name=f"{name}_trim")(out)
     return out
 
 
@@ -212,6 +243,7 @@ def squeeze_excite(
     *,
     name: str,
     layers: ModuleType = keras.layers,
+    data_format: str | None = None,
 ) -> Tensor:
     """Squeeze-and-excite with the hard-sigmoid gate, as in GhostNet (and MobileNetV3).
 
@@ -219,25 +251,34 @@ def squeeze_excite(
     -> ReLU -> 1x1 conv back to `channels` with bias -> hard sigmoid -> multiply with the input.
 
     Args:
-        x: input tensor, channels last, with a known channel count.
+        x: input tensor in `data_format`, with a known channel count.
         se_ratio: reduction ratio of the hidden layer.
         divisor: the hidden width is rounded to a multiple of it.
         name: prefix of the layer names: `{name}_squeeze`, `{name}_reduce_conv`, `{name}_relu`,
             `{name}_expand_conv`, `{name}_gate_shift`, `{name}_gate_relu6`, `{name}_gate`,
             `{name}_excite`.
         layers: the module providing the layer classes (`keras.layers` or `tf_keras.layers`).
+        data_format: `"channels_last"`, `"channels_first"`, or `None` for the `layers`
+            module's global setting.
 
     Returns:
         The re-weighted input, same shape as `x`.
     """
-    channels = x.shape[-1]
+    data_format = resolve_data_format(data_format, layers)
+    channels = x.shape[channel_axis(data_format)]
     if channels is None:
         raise ValueError(f"squeeze_excite {name!r} needs a known channel count, got {x.shape}.")
     reduced = make_divisible(channels * se_ratio, divisor)
-    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_squeeze")(x)
-    s = layers.Conv2D(reduced, 1, use_bias=True, name=f"{name}_reduce_conv")(s)
+    s = layers.GlobalAveragePooling2D(
+        keepdims=True, data_format=data_format, name=f"{name}_squeeze"
+    )(x)
+    s = layers.Conv2D(
+        reduced, 1, use_bias=True, data_format=data_format, name=f"{name}_reduce_conv"
+    )(s)
     s = layers.ReLU(name=f"{name}_relu")(s)
-    s = layers.Conv2D(channels, 1, use_bias=True, name=f"{name}_expand_conv")(s)
+    s = layers.Conv2D(
+        channels, 1, use_bias=True, data_format=data_format, name=f"{name}_expand_conv"
+    )(s)
     s = hard_sigmoid_gate(s, name=f"{name}_gate", layers=layers)
     return layers.Multiply(name=f"{name}_excite")([x, s])
 
@@ -252,6 +293,7 @@ def ghost_bottleneck(
     *,
     name: str,
     layers: ModuleType = keras.layers,
+    data_format: str | None = None,
     expand: Callable[..., Tensor] = ghost_module,
     project: Callable[..., Tensor] = ghost_module,
     downsample: Callable[..., Tensor] = depthwise_bn,
@@ -265,7 +307,7 @@ def ghost_bottleneck(
     block's stride + BN, then a 1x1 conv + BN, without activations. No activation after the add.
 
     Args:
-        x: input tensor, channels last.
+        x: input tensor in `data_format`.
         mid_channels: width of the expansion (ghost1 output).
         out_channels: output channels.
         kernel_size: kernel of the stride-2 depthwise conv and of the shortcut depthwise conv.
@@ -274,6 +316,8 @@ def ghost_bottleneck(
         name: prefix of the layer names (`{name}_ghost1_*`, `{name}_dw_*`, `{name}_se_*`,
             `{name}_ghost2_*`, `{name}_shortcut_*`, `{name}_add`).
         layers: the module providing the layer classes (`keras.layers` or `tf_keras.layers`).
+        data_format: `"channels_last"`, `"channels_first"`, or `None` for the `layers`
+            module's global setting.
         expand, project, downsample: the block's parts: ghost1 (called like `ghost_module`),
             ghost2 (likewise) and the stride-2 depthwise conv (called like `depthwise_bn`).
             GhostNetV2/V3 swap them (see `ghostnet_keras.blocks_v2v3`).
@@ -283,19 +327,21 @@ def ghost_bottleneck(
     """
     if strides not in (1, 2):
         raise ValueError(f"ghost_bottleneck `strides` must be 1 or 2, got {strides}.")
-    in_channels = x.shape[-1]
+    data_format = resolve_data_format(data_format, layers)
+    kwargs = {"layers": layers, "data_format": data_format}
+    in_channels = x.shape[channel_axis(data_format)]
     shortcut = x
-    x = expand(x, mid_channels, activation=True, name=f"{name}_ghost1", layers=layers)
+    x = expand(x, mid_channels, activation=True, name=f"{name}_ghost1", **kwargs)
     if strides > 1:
-        x = downsample(x, kernel_size, strides, name=f"{name}_dw", layers=layers)
+        x = downsample(x, kernel_size, strides, name=f"{name}_dw", **kwargs)
     if se_ratio:
-        x = squeeze_excite(x, se_ratio, name=f"{name}_se", layers=layers)
-    x = project(x, out_channels, activation=False, name=f"{name}_ghost2", layers=layers)
+        x = squeeze_excite(x, se_ratio, name=f"{name}_se", **kwargs)
+    x = project(x, out_channels, activation=False, name=f"{name}_ghost2", **kwargs)
     if in_channels != out_channels or strides != 1:
         shortcut = depthwise_bn(
-            shortcut, kernel_size, strides, name=f"{name}_shortcut_dw", layers=layers
+            shortcut, kernel_size, strides, name=f"{name}_shortcut_dw", **kwargs
         )
         shortcut = conv_bn(
-            shortcut, out_channels, 1, activation=False, name=f"{name}_shortcut", layers=layers
+            shortcut, out_channels, 1, activation=False, name=f"{name}_shortcut", **kwargs
         )
     return layers.Add(name=f"{name}_add")([x, shortcut])

@@ -31,6 +31,7 @@ from ghostnet_keras.blocks import (
     depthwise_bn,
     ghost_module,
 )
+from ghostnet_keras.layout import resolve_data_format
 
 # Parallel conv-BN branches of each GhostNetV3 re-parameterisable conv (timm's num_conv_branches).
 V3_BRANCHES = 3
@@ -68,11 +69,17 @@ def dfc_attention(
     return layers.Multiply(name=f"{name}_attention")([outputs, gate])
 
 
+def _channels_last_only(data_format: str | None, layers: ModuleType, name: str) -> None:
+    if resolve_data_format(data_format, layers) != "channels_last":
+        raise ValueError(f"{name!r}: the GhostNetV2/V3 blocks are built channels_last only.")
+
+
 def ghost_module_v2(
     x: Tensor, filters: int, activation: bool = True, *, name: str,
-    layers: ModuleType = keras.layers,
+    layers: ModuleType = keras.layers, data_format: str | None = None,
 ) -> Tensor:
     """GhostNetV2's `GhostModuleV2` ("attn" mode): a Ghost module times the DFC gate."""
+    _channels_last_only(data_format, layers, name)
     out = ghost_module(x, filters, activation=activation, name=name, layers=layers)
     return dfc_attention(x, out, name=name, layers=layers)
 
@@ -120,6 +127,7 @@ def ghost_module_v3(
     *,
     name: str,
     layers: ModuleType = keras.layers,
+    data_format: str | None = None,
 ) -> Tensor:
     """GhostNetV3's `GhostModuleV3` (ratio 2, 1x1 primary conv, 3x3 cheap depthwise conv).
 
@@ -131,6 +139,7 @@ def ghost_module_v3(
     ends with ReLU when `activation`; the halves are concatenated (`{name}_concat`) and, with
     `attention` (timm's "shortcut" mode), multiplied by the DFC gate.
     """
+    _channels_last_only(data_format, layers, name)
     if filters < 2 or filters % 2:
         raise ValueError(f"ghost_module_v3 {name!r}: `filters` must be even, got {filters}.")
     intrinsic = math.ceil(filters / 2)
@@ -154,6 +163,7 @@ def depthwise_v3(
     *,
     name: str,
     layers: ModuleType = keras.layers,
+    data_format: str | None = None,
 ) -> Tensor:
     """GhostNetV3's stride-2 depthwise conv of a bottleneck, no activation.
 
@@ -161,8 +171,9 @@ def depthwise_v3(
     (`{name}_scale_*`) and `V3_BRANCHES` `kernel_size` depthwise conv-BN branches
     (`{name}{i}_*`), `{name}_add`. Deploy form: `{name}_pad`, `{name}_dwconv` with bias.
     """
+    _channels_last_only(data_format, layers, name)
     if reparameterized:
-        x, padding = _conv_padding(x, kernel_size, strides, name, layers)
+        x, padding = _conv_padding(x, kernel_size, strides, name, layers, "channels_last")
         return layers.DepthwiseConv2D(
             kernel_size, strides=strides, padding=padding, use_bias=True, name=f"{name}_dwconv"
         )(x)

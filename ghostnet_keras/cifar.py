@@ -8,7 +8,9 @@
   (`ghostify`), with `ratio` (s) and `dw_size` (d) for the paper's ablation.
 
 Inputs are images with values in [0, 255]; the models scale them to [0, 1] themselves
-(`include_preprocessing=True`). Standard per-channel CIFAR normalisation is left to BN.
+(`include_preprocessing=True`). Standard per-channel CIFAR normalisation is left to BN. The data
+format is `keras.config.image_data_format()` (`input_shape` defaults to `(32, 32, 3)`, or
+`(3, 32, 32)` channels-first).
 """
 
 from __future__ import annotations
@@ -19,17 +21,28 @@ import keras
 
 from ghostnet_keras.blocks import batch_norm
 from ghostnet_keras.ghostify import ghostify
+from ghostnet_keras.layout import channel_axis, resolve_data_format
 
 VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
                 512, 512, 512, "M")
 RESNET56_BLOCKS = 9
 RESNET56_CHANNELS = (16, 32, 64)
-CIFAR_SHAPE = (32, 32, 3)
+CIFAR_SIZE = 32
 
 
-def _inputs(input_shape: tuple[int, int, int], include_preprocessing: bool) -> tuple[Any, Any]:
-    if len(input_shape) != 3 or input_shape[-1] is None:
-        raise ValueError(f"`input_shape` must be (height, width, channels); got {input_shape}.")
+def _channels(x: Any) -> int:
+    return x.shape[channel_axis(resolve_data_format(None))]
+
+
+def _inputs(
+    input_shape: tuple[int, int, int] | None, include_preprocessing: bool
+) -> tuple[Any, Any]:
+    first = resolve_data_format(None) == "channels_first"
+    if input_shape is None:
+        input_shape = (3, CIFAR_SIZE, CIFAR_SIZE) if first else (CIFAR_SIZE, CIFAR_SIZE, 3)
+    if len(input_shape) != 3 or input_shape[0 if first else -1] is None:
+        layout = "(channels, height, width)" if first else "(height, width, channels)"
+        raise ValueError(f"`input_shape` must be {layout}; got {input_shape}.")
     inputs = keras.Input(shape=input_shape)
     x = keras.layers.Rescaling(1.0 / 255, name="preprocessing")(inputs) if include_preprocessing \
         else inputs
@@ -46,7 +59,7 @@ def _conv_bn_relu(x: Any, filters: int, strides: int, name: str, relu: bool = Tr
 
 def vgg16(
     classes: int = 10,
-    input_shape: tuple[int, int, int] = CIFAR_SHAPE,
+    input_shape: tuple[int, int, int] | None = None,
     include_preprocessing: bool = True,
     classifier_activation: Any = "softmax",
     name: str = "vgg16_cifar",
@@ -61,7 +74,10 @@ def vgg16(
         else:
             conv_index += 1
             x = _conv_bn_relu(x, item, 1, f"block{pool_index + 1}_conv{conv_index}")
-    x = keras.layers.Flatten(name="flatten")(x) if input_shape[:2] == (32, 32) else \
+    spatial = inputs.shape[2:] if resolve_data_format(None) == "channels_first" else (
+        inputs.shape[1:3]
+    )
+    x = keras.layers.Flatten(name="flatten")(x) if tuple(spatial) == (32, 32) else \
         keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dense(512, activation="relu", name="fc1")(x)
     x = keras.layers.Dense(
@@ -72,18 +88,20 @@ def vgg16(
 
 def _option_a_shortcut(x: Any, filters: int, strides: int, name: str) -> Any:
     """He et al.'s parameter-free shortcut: subsample, then pad with zero channels."""
-    if strides == 1 and x.shape[-1] == filters:
+    channels = _channels(x)
+    if strides == 1 and channels == filters:
         return x
-    if filters != 2 * x.shape[-1]:
+    if filters != 2 * channels:
         raise ValueError("option-A shortcuts double the channels")
     x = keras.layers.MaxPooling2D(1, strides=strides, name=f"{name}_subsample")(x)
     zeros = keras.layers.Subtract(name=f"{name}_zeros")([x, x])
-    return keras.layers.Concatenate(name=f"{name}_pad_channels")([x, zeros])
+    axis = channel_axis(resolve_data_format(None))
+    return keras.layers.Concatenate(axis=axis, name=f"{name}_pad_channels")([x, zeros])
 
 
 def resnet56(
     classes: int = 10,
-    input_shape: tuple[int, int, int] = CIFAR_SHAPE,
+    input_shape: tuple[int, int, int] | None = None,
     include_preprocessing: bool = True,
     classifier_activation: Any = "softmax",
     name: str = "resnet56_cifar",

@@ -46,6 +46,9 @@ def convert_checkpoint(
         width: width multiplier of the checkpoint's model.
         model: `"ghostnet"`, `"ghostnetv2"` or `"ghostnetv3"`.
 
+    A `.keras` output is in `keras.config.image_data_format()` (a `.weights.h5` file loads into
+    either format).
+
     Returns:
         The path written.
 
@@ -53,6 +56,7 @@ def convert_checkpoint(
         WeightsError: when the checkpoint does not fit a GhostNet of that width.
         ValueError: for an unreadable checkpoint or a bad output name.
     """
+    from ghostnet_keras.arguments import any_size_input_shape
     from ghostnet_keras.checkpoints import read_state_dict
     from ghostnet_keras.ghostnet import create_ghostnet
     from ghostnet_keras.weights import (
@@ -74,7 +78,7 @@ def convert_checkpoint(
     classes = int(state_dict["classifier.weight"].shape[0])
     version = MODELS[model]
     keras_model = create_ghostnet(
-        version, width=width, classes=classes, input_shape=(None, None, 3),
+        version, width=width, classes=classes, input_shape=any_size_input_shape(),
         reparameterized=version == "v3" and not any("_rpr_" in key for key in state_dict),
     )
     load_reference_state_dict(keras_model, state_dict, source=str(checkpoint))

@@ -44,12 +44,8 @@ def _as_functional(model: keras.Model) -> keras.Model:
 
 def is_replaceable_conv(layer: keras.layers.Layer) -> bool:
     """Whether `ghostify` replaces `layer`: a plain 2D convolution (not depthwise, separable,
-    transposed or grouped), channels last."""
-    return (
-        isinstance(layer, keras.layers.Conv2D)
-        and getattr(layer, "groups", 1) == 1
-        and layer.data_format == "channels_last"
-    )
+    transposed or grouped), in either data format."""
+    return isinstance(layer, keras.layers.Conv2D) and getattr(layer, "groups", 1) == 1
 
 
 def _keep_predicate(keep: Keep, graph: keras.Model) -> Callable[[keras.layers.Layer], bool]:
@@ -90,8 +86,9 @@ def ghostify(
     layer and connection is kept, with its weights when `copy_weights=True`. Layers are named
     after the conv they replace (`{conv}_primary_conv`, `{conv}_cheap_dwconv`, ...).
 
-    Depthwise, separable, transposed and channels-first convs are not ordinary convs and are
-    kept; a grouped conv (`groups > 1`) is kept with a warning.
+    Depthwise, separable and transposed convs are not ordinary convs and are kept; a grouped
+    conv (`groups > 1`) is kept with a warning. Channels-first convs become channels-first
+    Ghost modules (each module takes the data format of the conv it replaces).
 
     Reference:
         [GhostNet: More Features from Cheap Operations](https://arxiv.org/abs/1911.11907),
@@ -165,7 +162,7 @@ def ghostify(
         out = ghost_module(
             args[0], layer.filters, kernel_size=layer.kernel_size, ratio=ratio, dw_size=dw_size,
             strides=layer.strides, activation=False, padding=layer.padding,
-            dilation_rate=layer.dilation_rate, name=layer.name,
+            dilation_rate=layer.dilation_rate, name=layer.name, data_format=layer.data_format,
         )
         if layer.activation not in (None, keras.activations.linear):
             out = keras.layers.Activation(layer.activation, name=f"{layer.name}_act")(out)

@@ -25,6 +25,7 @@ from ghostnet_keras.arguments import (
 )
 from ghostnet_keras.blocks import conv_bn, ghost_bottleneck, make_divisible
 from ghostnet_keras.blocks_v2v3 import bottleneck_parts
+from ghostnet_keras.layout import channel_axis, resolve_data_format
 from ghostnet_keras.weights import (
     IMAGENET_VARIANTS,
     imagenet_variant,
@@ -104,6 +105,13 @@ and timm), so the published ImageNet weights reproduce their logits. With width 
 has 5.18M parameters (5.20M counting BatchNorm moving statistics) and 141.15M multiply-adds at
 224 x 224.
 
+The data format is `keras.config.image_data_format()` at construction, as in keras.applications:
+`"channels_last"` (NHWC, the default) or `"channels_first"` (NCHW, often faster on GPUs with the
+JAX and PyTorch backends; TensorFlow runs NCHW convolutions on GPU only). Every layer records its
+format in the config, so a saved `.keras` file restores it. Weights are the same in both
+formats: every weights file loads into either. `ghostnet_keras.to_channels_last(model)` makes a
+channels-last copy (for TFLite, TF Serving and quantization-aware training).
+
 Note: each Keras Application expects a specific kind of input preprocessing. For GhostNet,
 preprocessing is included in the model by default (`include_preprocessing=True`): the model
 takes RGB inputs with values in [0, 255]. `ghostnet_keras.preprocess_input` is a pass-through.
@@ -120,9 +128,10 @@ Args:{width_arg}
         (the reference PyTorch layout; PyTorch is not needed to read them). Defaults to `None`.
     input_tensor: optional Keras tensor (i.e. output of `keras.Input()`) to use as image input
         for the model.
-    input_shape: optional shape tuple `(height, width, 3)`. Height and width may be `None`
-        (any size; the weights do not depend on it) or at least 32. Defaults to
-        `(224, 224, 3)`.
+    input_shape: optional shape tuple `(height, width, channels)` (`(channels, height, width)`
+        in channels-first). Height and width may be `None` (any size; the weights do not
+        depend on it) or at least 32. Any number of channels with `weights=None` (grey,
+        RGBA, multispectral); pretrained weights need 3. Defaults to `(224, 224, 3)`.
     pooling: optional pooling mode for feature extraction when `include_top` is `False`:
         `None` (the 4D output of the last conv), `"avg"` or `"max"` (global pooling, 2D
         output).
@@ -133,8 +142,11 @@ Args:{width_arg}
         the logits of the "top" layer. Defaults to `"softmax"`. When loading pretrained
         weights, `classifier_activation` can only be `None` or `"softmax"`.
     dropout_rate: dropout rate before the classifier. Defaults to `0.2`.
-    include_preprocessing: whether the model normalises its inputs itself (RGB in [0, 255] ->
-        `(x / 255 - mean) / std` with the ImageNet mean and std). Defaults to `True`.
+    include_preprocessing: whether the model normalises its inputs itself: values in
+        [0, 255] -> `(x / 255 - mean) / std` per channel (`ghostnet_keras.normalize_input`).
+        RGB (3 channels) uses the ImageNet mean `(0.485, 0.456, 0.406)` and std
+        `(0.229, 0.224, 0.225)`; any other channel count (1 for grey, 4 for RGBA, ...) uses
+        their averages, mean 0.449 and std 0.226, on every channel. Defaults to `True`.
     name: the name of the model (string). Defaults to `"ghostnet_{{width}}"`.
 
 Returns:
@@ -193,6 +205,7 @@ def build_ghostnet(
     keras_module: ModuleType = keras,
     version: str = "v1",
     reparameterized: bool = False,
+    data_format: str | None = None,
 ) -> Any:
     """Builds the GhostNet graph (no weights, no validation) with a given Keras module.
 
@@ -200,14 +213,23 @@ def build_ghostnet(
     with Keras 3, the QAT path with `tf_keras`. Both produce the same layer names, so weights
     copy by name. `version` (`"v1"`, `"v2"`, `"v3"`) picks the bottleneck parts of each block
     (`ghostnet_keras.blocks_v2v3.bottleneck_parts`); `reparameterized` builds GhostNetV3's
-    deploy form.
+    deploy form. `data_format` `None` is the Keras module's global `image_data_format()`.
     """
     layers = keras_module.layers
+    data_format = resolve_data_format(data_format, layers)
+    if version != "v1" and data_format != "channels_last":
+        raise ValueError(
+            f"GhostNet{version.upper()} is built channels_last only (its DFC attention and "
+            "re-parameterised branches are not written for channels_first yet); set "
+            "keras.config.set_image_data_format('channels_last')."
+        )
     img_input = image_input(input_tensor, input_shape, keras_module)
     x = img_input
     if include_preprocessing:
-        x = normalization_layer(layers)(x)
-    x = conv_bn(x, make_divisible(STEM_CHANNELS * width), 3, strides=2, name="stem", layers=layers)
+        channels = x.shape[channel_axis(data_format)]
+        x = normalization_layer(layers, channels, data_format)(x)
+    kwargs = {"layers": layers, "data_format": data_format}
+    x = conv_bn(x, make_divisible(STEM_CHANNELS * width), 3, strides=2, name="stem", **kwargs)
     block_number = 0
     for stage_index, stage in enumerate(STAGES):
         for block_index, spec in enumerate(stage):
@@ -221,16 +243,20 @@ def build_ghostnet(
                 strides=spec.strides,
                 se_ratio=spec.se_ratio,
                 name=f"block{stage_index}{chr(ord('a') + block_index)}",
-                layers=layers,
+                **kwargs,
                 **parts,
             )
-    x = conv_bn(x, make_divisible(TOP_CHANNELS * width), 1, name="top", layers=layers)
+    x = conv_bn(x, make_divisible(TOP_CHANNELS * width), 1, name="top", **kwargs)
 
     if include_top:
-        x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
-        x = layers.Conv2D(HEAD_CHANNELS, 1, use_bias=True, name="head_conv")(x)
+        x = layers.GlobalAveragePooling2D(
+            keepdims=True, data_format=data_format, name="avg_pool"
+        )(x)
+        x = layers.Conv2D(
+            HEAD_CHANNELS, 1, use_bias=True, data_format=data_format, name="head_conv"
+        )(x)
         x = layers.ReLU(name="head_relu")(x)
-        x = layers.Flatten(name="flatten")(x)
+        x = layers.Flatten(data_format=data_format, name="flatten")(x)
         if dropout_rate > 0:
             x = layers.Dropout(dropout_rate, name="dropout")(x)
         # float32 so that the outputs stay float32 under a mixed precision policy.
@@ -238,9 +264,9 @@ def build_ghostnet(
             classes, activation=classifier_activation, dtype="float32", name="predictions"
         )(x)
     elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
     elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+        x = layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
 
     inputs = model_inputs(input_tensor, img_input, keras_module)
     return keras_module.Model(inputs, x, name=name or variant_name(version, width))
@@ -266,10 +292,10 @@ def create_ghostnet(
         width, include_top, weights, pooling, classes, classifier_activation, dropout_rate,
         version,
     )
+    data_format = resolve_data_format(None)
     input_shape = validate_input_shape(
-        input_shape, input_tensor, DEFAULT_SIZE,
-        needs_rgb=include_preprocessing or weights is not None,
-        min_size=MIN_SIZE if version == "v1" else ATTENTION_MIN_SIZE,
+        input_shape, input_tensor, DEFAULT_SIZE, needs_rgb=weights is not None,
+        min_size=MIN_SIZE if version == "v1" else ATTENTION_MIN_SIZE, data_format=data_format,
     )
     arguments = dict(
         width=float(width),
@@ -283,6 +309,7 @@ def create_ghostnet(
         include_preprocessing=include_preprocessing,
         name=name,
         version=version,
+        data_format=data_format,
     )
     model = build_ghostnet(**arguments, reparameterized=reparameterized)
     if weights is None:
@@ -404,7 +431,7 @@ def feature_extractor(
     ```python
     backbone = ghostnet_keras.GhostNet(include_top=False, input_shape=(None, None, 3))
     features = ghostnet_keras.feature_extractor(backbone)
-    maps = features(images)  # maps["stride_8"]: (N, H/8, W/8, 40)
+    maps = features(images)  # maps["stride_8"]: (N, H/8, W/8, 40); (N, 40, H/8, W/8) NCHW
     ```
 
     Args:

@@ -17,6 +17,10 @@ import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Inputs with other than 3 channels (grey, RGBA, multispectral; no pretrained weights) are
+# normalised channel by channel with the mean of the RGB means and the mean of the RGB stds.
+CHANNEL_MEAN = sum(IMAGENET_MEAN) / 3  # 0.449
+CHANNEL_STD = sum(IMAGENET_STD) / 3  # 0.226
 NUM_CLASSES = 1000
 
 
@@ -28,13 +32,28 @@ def class_index() -> tuple[tuple[str, str], ...]:
     return tuple((table[str(i)][0], table[str(i)][1]) for i in range(len(table)))
 
 
-def normalization_constants() -> tuple[list[float], list[float]]:
-    """Scale and offset that map RGB in [0, 255] to the reference normalisation.
+def channel_mean_std(channels: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the normalisation of a `channels`-channel input in [0, 1].
 
-    `x * scale + offset == (x / 255 - mean) / std`, per channel.
+    3 channels: RGB, the ImageNet mean and std. Any other count (1 for grey, 4 for RGBA, ...):
+    `CHANNEL_MEAN` (0.449) and `CHANNEL_STD` (0.226), the averages of the RGB values, for every
+    channel.
     """
-    scale = [1.0 / (255.0 * s) for s in IMAGENET_STD]
-    offset = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"`channels` must be a positive integer; received {channels!r}.")
+    if channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (CHANNEL_MEAN,) * channels, (CHANNEL_STD,) * channels
+
+
+def normalization_constants(channels: int = 3) -> tuple[list[float], list[float]]:
+    """Scale and offset that map values in [0, 255] to the reference normalisation.
+
+    `x * scale + offset == (x / 255 - mean) / std`, per channel, with `channel_mean_std`.
+    """
+    means, stds = channel_mean_std(channels)
+    scale = [1.0 / (255.0 * s) for s in stds]
+    offset = [-m / s for m, s in zip(means, stds, strict=True)]
     return scale, offset
 
 
@@ -59,22 +78,36 @@ def preprocess_input(x: Any, data_format: str | None = None) -> Any:
     return x
 
 
-def normalize_input(x: Any) -> np.ndarray:
-    """Applies the reference normalisation: `(x / 255 - mean) / std` on RGB, channels last.
+def normalize_input(x: Any, data_format: str | None = None) -> np.ndarray:
+    """Applies the reference normalisation `(x / 255 - mean) / std`, per channel.
 
-    Use it to feed a model built with `include_preprocessing=False`.
+    What a model built with `include_preprocessing=True` does inside; use it to feed a model
+    built with `include_preprocessing=False`. RGB (3 channels) uses the ImageNet mean/std,
+    any other channel count the averaged constants of `channel_mean_std`.
 
     Args:
-        x: array-like of RGB values in [0, 255], channels last.
+        x: array-like of values in [0, 255], a batch `(N, H, W, C)` or one image `(H, W, C)`
+            channels last (`(N, C, H, W)` / `(C, H, W)` channels first).
+        data_format: `"channels_last"` or `"channels_first"`; `None` (default) uses
+            `keras.config.image_data_format()`.
 
     Returns:
         A float32 `numpy.array` of the same shape.
     """
+    from ghostnet_keras.layout import resolve_data_format
+
     x = np.asarray(x, dtype=np.float32)
-    if x.shape[-1] != 3:
-        raise ValueError(f"normalize_input expects RGB channels last, got shape {x.shape}.")
-    mean = np.asarray(IMAGENET_MEAN, np.float32)
-    std = np.asarray(IMAGENET_STD, np.float32)
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"normalize_input expects an image or a batch of images (3 or 4 dims), got shape "
+            f"{x.shape}."
+        )
+    first = resolve_data_format(data_format) == "channels_first"
+    axis = x.ndim - 3 if first else -1
+    means, stds = channel_mean_std(x.shape[axis])
+    shape = (-1, 1, 1) if first else (-1,)
+    mean = np.asarray(means, np.float32).reshape(shape)
+    std = np.asarray(stds, np.float32).reshape(shape)
     return (x / 255.0 - mean) / std
 
 

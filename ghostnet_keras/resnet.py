@@ -24,6 +24,7 @@ from ghostnet_keras.arguments import (
 )
 from ghostnet_keras.blocks import batch_norm
 from ghostnet_keras.ghostify import ghostify
+from ghostnet_keras.layout import channel_axis, resolve_data_format
 
 # (blocks, bottleneck width) per stage; output channels are 4x the width.
 RESNET50_STAGES = ((3, 64), (4, 128), (6, 256), (3, 512))
@@ -51,7 +52,7 @@ def _conv_bn(
 def _bottleneck(x: Any, width: int, strides: int, name: str) -> Any:
     out_channels = 4 * width
     shortcut = x
-    if strides != 1 or x.shape[-1] != out_channels:
+    if strides != 1 or x.shape[channel_axis(resolve_data_format(None))] != out_channels:
         shortcut = _conv_bn(x, out_channels, 1, strides, f"{name}_0", activation=False)
     x = _conv_bn(x, width, 1, 1, f"{name}_1")
     x = _conv_bn(x, width, 3, strides, f"{name}_2")
@@ -73,14 +74,16 @@ def resnet50_v15(
     """ResNet-50 v1.5 (stride on the 3x3 conv), the base of the official Ghost-ResNet-50.
 
     Layer names follow keras.applications ResNet50 (`conv1_conv`, `conv2_block1_1_conv`, ...).
-    Arguments as in `GhostResNet50` (no weights).
+    Arguments as in `GhostResNet50` (no weights); the data format is
+    `keras.config.image_data_format()`.
     """
     validate_head(include_top, None, pooling, classes, classifier_activation)
-    input_shape = validate_input_shape(
-        input_shape, input_tensor, 224, needs_rgb=include_preprocessing
-    )
+    input_shape = validate_input_shape(input_shape, input_tensor, 224, needs_rgb=False)
     img_input = image_input(input_tensor, input_shape)
-    x = normalization_layer()(img_input) if include_preprocessing else img_input
+    x = img_input
+    if include_preprocessing:
+        channels = x.shape[channel_axis(resolve_data_format(None))]
+        x = normalization_layer(channels=channels)(x)
     x = _conv_bn(x, 64, 7, 2, "conv1")
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
@@ -117,7 +120,8 @@ def GhostResNet50(
     s=4 8.20M and 1.18G (paper: 13.0M / 2.2B and 6.5M / 1.2B; see docs/plug_and_play.md).
 
     No ImageNet weights are published for it; `weights` takes `None` or a Keras weights file.
-    The model takes RGB in [0, 255] and normalises it itself (`include_preprocessing=True`).
+    The model takes RGB in [0, 255] and normalises it itself (`include_preprocessing=True`; other
+    channel counts as in `GhostNet`). The data format is `keras.config.image_data_format()`.
 
     Args:
         ratio: `s`, the Ghost modules' intrinsic-to-output ratio. Defaults to `2`.
@@ -125,7 +129,8 @@ def GhostResNet50(
         include_top: whether to include the global pool and the dense classifier.
         weights: `None` or the path to a `.weights.h5` / `.keras` file.
         input_tensor: optional Keras tensor to use as image input for the model.
-        input_shape: optional shape tuple `(height, width, 3)`; defaults to `(224, 224, 3)`.
+        input_shape: optional shape tuple `(height, width, channels)` (`(channels, height,
+            width)` channels-first); defaults to `(224, 224, 3)`.
         pooling: `None`, `"avg"` or `"max"`: feature pooling when `include_top=False`.
         classes: number of classes with `include_top=True`. Defaults to `1000`.
         classifier_activation: activation of the classifier; `None` returns logits.

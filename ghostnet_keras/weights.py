@@ -331,8 +331,9 @@ def _load_keras_weights_file(model: keras.Model, path: str, build: ModelBuilder 
             f"{path} does not hold a GhostNet with a classifier, or the architecture is "
             "unknown; load it into a model built with include_top=True."
         )
+    # Weights do not depend on the data format: any one will do.
     full = build(include_top=True, input_shape=(None, None, 3), classes=kernels[0][1],
-                 include_preprocessing=False)
+                 include_preprocessing=False, data_format="channels_last")
     try:
         full.load_weights(path)
     except ValueError as error:

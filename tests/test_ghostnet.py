@@ -118,7 +118,8 @@ def test_softmax_output_sums_to_one() -> None:
         ({"dropout_rate": 1.5}, "dropout_rate"),
         ({"input_shape": (224, 224)}, "input_shape"),
         ({"input_shape": (16, 224, 3)}, "at least 32"),
-        ({"input_shape": (224, 224, 1)}, "3 \\(RGB\\) channels"),
+        ({"weights": "imagenet", "input_shape": (224, 224, 1)}, "3 \\(RGB\\) input channels"),
+        ({"weights": "imagenet", "input_tensor": keras.Input((64, 64, 4))}, "4 channels"),
         ({"weights": "imagenet", "classifier_activation": "relu"}, "classifier_activation"),
     ],
 )
@@ -130,15 +131,6 @@ def test_argument_validation(kwargs: dict, message: str) -> None:
 def test_grayscale_without_preprocessing_is_allowed() -> None:
     model = GhostNet(width=0.5, input_shape=(64, 64, 1), include_preprocessing=False, classes=10)
     assert model.output.shape == (None, 10)
-
-
-def test_channels_first_is_rejected() -> None:
-    keras.config.set_image_data_format("channels_first")
-    try:
-        with pytest.raises(ValueError, match="channels_last"):
-            GhostNet(width=0.5)
-    finally:
-        keras.config.set_image_data_format("channels_last")
 
 
 def test_preprocessing_layer_matches_normalize_input() -> None:

@@ -37,5 +37,16 @@ def test_normalize_input_values_and_errors() -> None:
     x = np.full((1, 2, 2, 3), 255.0)
     expected = (1.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     np.testing.assert_allclose(normalize_input(x)[0, 0, 0], expected, rtol=1e-6)
-    with pytest.raises(ValueError, match="RGB"):
-        normalize_input(np.zeros((2, 2, 4)))
+    first = normalize_input(x.transpose(0, 3, 1, 2), data_format="channels_first")
+    np.testing.assert_allclose(first[0, :, 0, 0], expected, rtol=1e-6)
+    # Other channel counts: the averaged constants on every channel.
+    grey = (1.0 - 0.449) / 0.226
+    np.testing.assert_allclose(normalize_input(np.full((2, 2, 4), 255.0)), grey, rtol=1e-6)
+    np.testing.assert_allclose(
+        normalize_input(np.full((1, 1, 5, 5), 255.0), data_format="channels_first"), grey,
+        rtol=1e-6,
+    )
+    with pytest.raises(ValueError, match="3 or 4 dims"):
+        normalize_input(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="data_format"):
+        normalize_input(x, data_format="nhwc")
