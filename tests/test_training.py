@@ -239,3 +239,50 @@ def _save_random_ghostnet(tmp_path: Path) -> Path:
     path = tmp_path / "ghostnet_050.weights.h5"
     ghostnet_keras.GhostNet(width=0.5, input_shape=(None, None, 3)).save_weights(path)
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# The step's arithmetic: weight decay across replicas, loss scaling, EMA (tests/train_step_probe)
+# --------------------------------------------------------------------------------------------
+
+
+def _assert_one_l2_term_and_the_mean_loss_gradient(step: dict) -> None:
+    """One SGD step at lr 1: w1 = w0 - (dL/dw + wd * w0) on the decayed kernels only.
+
+    The decay term is isolated exactly by the same step with weight_decay=0 from the same
+    weights: it must be wd * w0 on the decayed kernels (a decay summed over replicas, or not
+    unscaled, would be 2x or 0.5x off) and 0 on everything else. The loss gradient is checked
+    against the hand gradient of the global-batch mean; with 4 images per replica the batch
+    norms amplify float32 noise to ~1e-3 of the largest gradient, while an average over the
+    wrong batch size would be off by 2x.
+    """
+    rate, decay = step["learning_rate"], step["weight_decay"]
+    assert sum(step["decayed"]) > 10 and not all(step["decayed"])
+    for index, (before, after, plain, grad, decayed) in enumerate(zip(
+        step["before"], step["after"], step["after_without_decay"], step["gradients"],
+        step["decayed"], strict=True,
+    )):
+        expected = decay * before if decayed else np.zeros_like(before)
+        np.testing.assert_allclose((plain - after) / rate, expected, rtol=0, atol=1e-5,
+                                   err_msg=f"decay term of variable {index}")
+        np.testing.assert_allclose((before - plain) / rate, grad, rtol=0,
+                                   atol=1e-2 * max(1.0, float(np.abs(grad).max())),
+                                   err_msg=f"loss gradient of variable {index}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_weight_decay_is_one_l2_term_whatever_the_replica_count(
+    quickstart_dir: str, tmp_path: Path, replicas: int
+) -> None:
+    output = tmp_path / "step.npz"
+    result = _run([sys.executable, "-m", "tests.train_step_probe", quickstart_dir,
+                   str(replicas), str(output)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = np.load(output)
+    count = len(saved["decayed"])
+    step = {key: [saved[f"{key}_{i}"] for i in range(count)]
+            for key in ("before", "after", "after_without_decay", "gradients")}
+    step.update(learning_rate=float(saved["learning_rate"]),
+                weight_decay=float(saved["weight_decay"]), decayed=list(saved["decayed"]))
+    _assert_one_l2_term_and_the_mean_loss_gradient(step)
