@@ -1,4 +1,4 @@
-"""Shared fixtures: the reference oracle in ../shared/reference (CI has shared/ beside it)."""
+"""Shared fixtures: the parity oracles (compact in tests/data; larger in ../shared/reference)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,23 @@ REFERENCE_DIR = REPO_DIR.parent / "shared" / "reference"
 TEST_DATA_DIR = REPO_DIR / "tests" / "data"
 WIDTH_TAGS = {0.5: "050", 1.0: "100", 1.3: "130"}
 
+# The compact oracle every clone has (tools/make_test_oracles.py): timm's GhostNet v1 at width
+# 0.2 with 10 classes, random weights, outputs at 64 x 64 and 80 x 112.
+COMPACT_WIDTH = 0.2
+COMPACT_CLASSES = 10
+COMPACT_WEIGHTS = TEST_DATA_DIR / "ghostnet_020_c10.safetensors"
+COMPACT_EXPECTED = TEST_DATA_DIR / "ghostnet_020_c10_expected.npz"
+COMPACT_SIZES = ((64, 64), (80, 112))
+
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
+    """The larger oracles beside the checkout; under CI=true their absence is a failure."""
     if not (REFERENCE_DIR / "ghostnet_100.safetensors").exists():
-        pytest.skip(f"reference oracle not found at {REFERENCE_DIR}")
+        message = f"reference oracle not found at {REFERENCE_DIR}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: the shared oracles must be there)")
+        pytest.skip(message)
     return REFERENCE_DIR
 
 

@@ -8,6 +8,7 @@ import pytest
 
 import ghostnet_keras
 from ghostnet_keras import ChannelSlice, ghost_bottleneck, ghost_module, make_divisible
+from ghostnet_keras.profiler import profile
 
 
 @pytest.mark.parametrize(
@@ -31,9 +32,15 @@ def test_ghost_module_structure_and_cost() -> None:
     assert model.get_layer("g_primary_conv").kernel.shape == (3, 3, 32, 32)
     assert model.get_layer("g_cheap_dwconv").kernel.shape == (3, 3, 32, 1)
     assert "ChannelSlice" not in _layer_types(model)
-    # about 1/s of the parameters of the 3x3 conv it replaces (32 * 64 * 9)
-    conv_params = 3 * 3 * 32 * 32 + 3 * 3 * 32
-    assert conv_params / (3 * 3 * 32 * 64) == pytest.approx(0.5, abs=0.02)
+    # The paper's point (Eq. 4-5): about 1/s of the weights and multiply-adds of the 3x3 conv
+    # it replaces, s = ratio = 2. Counted on the built layers, against a built plain conv.
+    plain = keras.Model(inputs, keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(inputs))
+    ghost_weights = sum(model.get_layer(f"g_{part}").count_params()
+                        for part in ("primary_conv", "cheap_dwconv"))
+    assert ghost_weights / plain.count_params() == pytest.approx(0.5, abs=0.02)
+    ghost_macs = profile(model).macs
+    assert ghost_macs == 16 * 16 * (32 * 3 * 3 * 32 + 32 * 3 * 3)
+    assert ghost_macs / profile(plain).macs == pytest.approx(0.5, abs=0.02)
 
 
 def test_ghost_module_halves_are_concatenated_primary_first() -> None:

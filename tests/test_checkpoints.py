@@ -30,11 +30,7 @@ from ghostnet_keras.checkpoints import (
     read_state_dict,
 )
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-
-needs_reference = pytest.mark.skipif(
-    not REFERENCE_DIR.is_dir(), reason=f"shared reference folder not found at {REFERENCE_DIR}"
-)
+from .conftest import COMPACT_WEIGHTS
 
 # --------------------------------------------------------------------------------------------
 # Crafting torch.save-style archives without torch
@@ -198,10 +194,9 @@ def _assert_same(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray])
 # --------------------------------------------------------------------------------------------
 
 
-@needs_reference
-def test_reference_pth_matches_safetensors() -> None:
-    from_pth = read_state_dict(REFERENCE_DIR / "ghostnet_050.pth")
-    from_st = read_state_dict(str(REFERENCE_DIR / "ghostnet_050.safetensors"))
+def test_reference_pth_matches_safetensors(reference_dir: Path) -> None:
+    from_pth = read_state_dict(reference_dir / "ghostnet_050.pth")
+    from_st = read_state_dict(str(reference_dir / "ghostnet_050.safetensors"))
     assert len(from_pth) == 512
     assert sorted(from_pth) == sorted(from_st)
     for key, value in from_st.items():
@@ -217,9 +212,8 @@ def test_reference_pth_matches_safetensors() -> None:
     assert {v.dtype for v in from_pth.values()} == {np.dtype(np.float32), np.dtype(np.int64)}
 
 
-@needs_reference
-def test_truncated_reference_pth(tmp_path: Path) -> None:
-    data = (REFERENCE_DIR / "ghostnet_050.pth").read_bytes()
+def test_truncated_reference_pth(reference_dir: Path, tmp_path: Path) -> None:
+    data = (reference_dir / "ghostnet_050.pth").read_bytes()
     bad = tmp_path / "truncated.pth"
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated") as info:
@@ -527,10 +521,9 @@ def test_garbage_safetensors(tmp_path: Path, content: bytes) -> None:
     assert str(path) in str(info.value)
 
 
-@needs_reference
 def test_truncated_safetensors(tmp_path: Path) -> None:
     path = tmp_path / "cut.safetensors"
-    shutil.copyfile(REFERENCE_DIR / "ghostnet_050.safetensors", path)
+    shutil.copyfile(COMPACT_WEIGHTS, path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 100])
     with pytest.raises(CheckpointError) as info:

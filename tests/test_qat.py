@@ -236,3 +236,45 @@ def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp
     keras_qat = next(iter(serve(images=tf.constant(batch)).values())).numpy()
     agreement = np.mean(lite.argmax(-1) == keras_qat.argmax(-1))
     assert agreement >= 0.8, agreement
+
+
+@pytest.mark.slow
+def test_qat_resumes_from_its_backup_after_sigkill(qat, quickstart_dir, tmp_path) -> None:
+    import signal
+    import time
+
+    import ghostnet_keras
+
+    init_from = tmp_path / "float.keras"
+    ghostnet_keras.GhostNet(width=0.25, input_shape=(32, 32, 3), classes=10).save(init_from)
+    model_dir = tmp_path / "qat"
+    override = "width=0.25,qat_epochs=2,steps_per_epoch=4,global_batch_size=16,dropout_rate=0"
+    command = [sys.executable, "-m", "ghostnet_keras.training.train", f"--model_dir={model_dir}",
+               f"--data_dir={quickstart_dir}", "--qat", f"--init_from={init_from}",
+               f"--params_override={override}"]
+    process = subprocess.Popen(command, cwd=REPO_DIR, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    history_path = model_dir / qat.HISTORY_JSON
+    backup = model_dir / qat.BACKUP_DIR
+    deadline = time.monotonic() + 600
+    # Kill once an epoch is finished and backed up (the history row is written first).
+    while not (history_path.exists() and any(backup.rglob("checkpoint"))):
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "no QAT epoch finished in 10 minutes"
+        time.sleep(0.2)
+    assert process.poll() is None, "the QAT run ended before it could be interrupted"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    before_kill = json.loads(history_path.read_text())
+    assert backup.is_dir() and not (model_dir / qat.SAVED_MODEL_DIR).exists()
+
+    result = subprocess.run(command, cwd=REPO_DIR, capture_output=True, text=True, check=False,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = json.loads(history_path.read_text())
+    assert [row["epoch"] for row in history] == [0, 1]
+    # Epoch 0 was not trained again: its row (with its wall time) is the interrupted run's.
+    assert history[0] == before_kill[0]
+    assert len((model_dir / qat.HISTORY_CSV).read_text().splitlines()) == 3
+    assert (model_dir / qat.SAVED_MODEL_DIR).is_dir() and not backup.exists()
