@@ -26,6 +26,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from ghostnet_keras import heads, preprocessing
+from ghostnet_keras.data_format import to_channels_last
 
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
@@ -318,6 +319,7 @@ def export_serving_model(
         ValueError: for a model, label list or argument that does not fit the contract.
     """
     version = _validate_version(version)
+    model = to_channels_last(model)  # the signatures take NHWC images
     num_classes = _num_classes(model)
     image_size = _resolve_image_size(model, image_size)
     if top_k is None:

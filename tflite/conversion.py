@@ -280,7 +280,15 @@ def _keras_module_of(model: Any) -> Any:
 
 
 def _with_batch_size(model: Any, batch_size: int | None) -> Any:
-    """Wraps `model` so that its inputs have a fixed batch dimension (shares the weights)."""
+    """Wraps `model` so that its inputs have a fixed batch dimension (shares the weights).
+
+    A channels-first Keras 3 model is first rebuilt channels-last with the same weights
+    (`ghostnet_keras.to_channels_last`): TFLite models are NHWC.
+    """
+    if is_keras3_model(model):
+        from ghostnet_keras.data_format import to_channels_last
+
+        model = to_channels_last(model)
     if batch_size is None:
         return model
     keras_module = _keras_module_of(model)

@@ -200,6 +200,7 @@ def build_tf_keras_model(
         include_preprocessing=include_preprocessing,
         name=float_model.name,
         keras_module=tf_keras,
+        data_format="channels_last",  # TFLite is NHWC; the weights copy from either format
     )
     copy_weights_by_name(float_model, model)
     return model
