@@ -58,7 +58,11 @@ from typing import Any
 
 import numpy as np
 
-from tflite import inventory
+from ghostnet_keras.backends import require_tensorflow
+
+require_tensorflow("TFLite conversion (tflite.convert)")
+
+from tflite import inventory  # noqa: E402
 
 MODES = ("fp32", "fp16", "dynamic", "int8", "qat_int8")
 INT8_MODES = ("int8", "qat_int8")
