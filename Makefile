@@ -16,7 +16,7 @@ BACKEND_PYTHONS = GHOSTNET_PYTHON_TENSORFLOW=$(abspath $(PY)) \
 	GHOSTNET_PYTHON_JAX=$(abspath .venv-jax/bin/python) \
 	GHOSTNET_PYTHON_TORCH=$(abspath .venv-torch/bin/python)
 
-.PHONY: main test test-jax test-torch lint clean
+.PHONY: main test test-jax test-torch lint clean software-gpu mediapipe-venv
 
 $(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,16 @@ $(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --editable ".[$(EXTRAS)]"
 	touch $@
 
+# The clients the exports are proven with are set up first; where they cannot be (no apt), the
+# main job says so in its summary and the tests that need them fail under CI=true.
 main: $(VENV)/.installed-$(EXTRAS)
-	$(PY) -m training.pipeline --output_dir $(OUTPUT_DIR)
+	-tools/install_software_gpu.sh
+	-tools/make_mediapipe_venv.sh
+	$(PY) -m ghostnet_keras.training.pipeline --output_dir $(OUTPUT_DIR)
 
 test: $(VENV)/.installed-$(EXTRAS)
+	-tools/install_software_gpu.sh
+	-tools/make_mediapipe_venv.sh
 	tools/make_backend_venv.sh jax
 	$(PY) -m ruff check .
 	$(BACKEND_PYTHONS) $(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile
@@ -39,5 +45,15 @@ test-jax test-torch: test-%: $(VENV)/.installed-$(EXTRAS)
 	$(BACKEND_PYTHONS) KERAS_BACKEND=$* .venv-$*/bin/python -m pytest -q -ra -m portable \
 		-n $(TEST_WORKERS) --dist loadfile
 
+# LiteRT's GPU accelerator on a machine without a GPU: Mesa's lavapipe 25 in a cache folder
+# (nothing installed system-wide; on a machine with a GPU nothing is installed).
+software-gpu:
+	tools/install_software_gpu.sh
+
+# MediaPipe (the ImageClassifier client of the .tflite tests) in its own venv: its absl-py pin
+# conflicts with tfmot's. Idempotent; needs libEGL.so.1 / libGLESv2.so.2 (libegl1, libgles2).
+mediapipe-venv:
+	tools/make_mediapipe_venv.sh
+
 clean:
-	rm -rf $(VENV) .venv-jax .venv-torch runs .pytest_cache
+	rm -rf $(VENV) .venv-jax .venv-torch .venv-mediapipe runs .pytest_cache

@@ -1,14 +1,15 @@
 """CPU latency of GhostNet in ONNX Runtime next to LiteRT: batch 1, one thread, one run.
 
-    PYTHONPATH=. python benchmarks/onnx_vs_litert.py --width=1.0 --iterations=100
-    PYTHONPATH=. python benchmarks/onnx_vs_litert.py --onnx_files=jax=out/ghostnet_100_jax.onnx
+    python benchmarks/onnx_vs_litert.py --width=1.0 --iterations=100
+    python benchmarks/onnx_vs_litert.py --onnx_files=jax=out/ghostnet_100_jax.onnx
 
 Builds GhostNet (random weights unless `--weights`; latency does not depend on them) at
-`--input_size`, converts it to fp32 `.tflite` (`tflite.convert`, XNNPACK) and exports it to ONNX
-on the TensorFlow backend (`ghostnet_keras.onnx_export`, tf2onnx, checked against Keras), then
-times every runtime in interleaved blocks in this one process (`tflite.benchmark`'s timer:
-load changes on a shared machine hit all alike) and prints a Markdown table with the CPU model
-and its vector flags. `--onnx_files=label=path,...` adds ONNX files exported elsewhere (e.g. on
+`--input_size`, converts it to fp32 `.tflite` (`ghostnet_keras.tflite.conversion`, XNNPACK)
+and exports it to ONNX on the TensorFlow backend (`ghostnet_keras.onnx_export`, tf2onnx,
+checked against Keras), then times every runtime in interleaved blocks in this one process
+(`ghostnet_keras.tflite.latency`'s timer: load changes on a shared machine hit all alike) and
+prints a Markdown table with the CPU model and its vector flags.
+`--onnx_files=label=path,...` adds ONNX files exported elsewhere (e.g. on
 the JAX backend). ONNX Runtime runs with 1 intra-op and 1 inter-op thread, sequential
 execution and all graph optimizations; LiteRT with `num_threads=1`.
 """
@@ -73,8 +74,7 @@ def main() -> None:
     import keras
 
     from ghostnet_keras import GhostNet, onnx_export
-    from tflite import benchmark as litert_benchmark
-    from tflite import convert as tflite_convert
+    from ghostnet_keras.tflite import conversion, latency
 
     if keras.backend.backend() != "tensorflow":
         raise SystemExit("run on the TensorFlow backend (LiteRT conversion needs it)")
@@ -84,8 +84,8 @@ def main() -> None:
     runners: dict[str, Any] = {}
     sizes: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as folder:
-        tflite_bytes = tflite_convert.convert(model, "fp32")
-        interpreter = litert_benchmark.make_interpreter(tflite_bytes, num_threads=1)
+        tflite_bytes = conversion.convert(model, "fp32")
+        interpreter = latency.make_interpreter(tflite_bytes, num_threads=1)
         runners["LiteRT fp32 (XNNPACK)"] = interpreter.invoke
         sizes["LiteRT fp32 (XNNPACK)"] = len(tflite_bytes)
         onnx_path = Path(folder) / "ghostnet_tf.onnx"
@@ -97,7 +97,7 @@ def main() -> None:
             name, _, path = item.partition("=")
             runners[f"ONNX Runtime ({name})"] = ort_runner(Path(path), images)
             sizes[f"ONNX Runtime ({name})"] = Path(path).stat().st_size
-        samples = litert_benchmark.time_interleaved(runners, args.warmup, args.iterations)
+        samples = latency.time_interleaved(runners, args.warmup, args.iterations)
 
     base = float(np.median(samples["LiteRT fp32 (XNNPACK)"]))
     print(f"GhostNet-{args.width} at {size} x {size}, batch 1, 1 thread, "

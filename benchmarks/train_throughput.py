@@ -7,10 +7,11 @@ Measures, in one run on this machine:
 - Keras training images/s of GhostNet-1.0, batch 32, 224 x 224, through the trainer's own
   distributed training step (SGD + label smoothing + weight decay), each configuration in its
   own process: with TensorFlow's oneDNN CPU kernels (the trainer's default, see
-  `training.onednn`) and with TensorFlow's default kernels (`TF_ENABLE_ONEDNN_OPTS=0`), XLA off,
+  `ghostnet_keras.training.onednn`) and with TensorFlow's default kernels
+  (`TF_ENABLE_ONEDNN_OPTS=0`), XLA off,
   and with oneDNN and XLA on;
 - the input pipeline's images/s (in this process, TensorFlow's default CPU kernels;
-  `training.data.build_dataset`, ImageNet training
+  `ghostnet_keras.training.data.build_dataset`, ImageNet training
   augmentation: decode-and-crop JPEG, flip, colour jitter) on ImageNet-sized JPEGs (500 x 375,
   quality 90) written to a temporary image folder;
 - timm's `ghostnet_100` training images/s at the same batch and size (SGD, label smoothing),
@@ -77,8 +78,8 @@ def keras_train_images_per_s(jit_compile: bool) -> float:
     import numpy as np
     import tensorflow as tf
 
-    from training.configs import get_config
-    from training.loop import Trainer
+    from ghostnet_keras.training.configs import get_config
+    from ghostnet_keras.training.loop import Trainer
 
     config = get_config("quickstart", f"width=1.0,image_size={FLAGS.image_size},"
                         f"global_batch_size={FLAGS.batch_size},epochs=100,steps_per_epoch=10")
@@ -117,7 +118,7 @@ def pipeline_images_per_s() -> float:
     import numpy as np
     import tensorflow as tf
 
-    from training import data
+    from ghostnet_keras.training import data
 
     with tempfile.TemporaryDirectory() as folder:
         rng = np.random.default_rng(0)

@@ -1,55 +1,50 @@
-"""GhostNet for Keras 3: building blocks, models, reference weights and a profiler."""
+"""GhostNet for Keras 3: building blocks, models, reference weights and a profiler.
 
-from ghostnet_keras.batch_norm import FusedBatchNormalization, with_fused_batch_norm
-from ghostnet_keras.blocks import (
-    ghost_bottleneck,
-    ghost_module,
-    hard_sigmoid_gate,
-    make_divisible,
-    squeeze_excite,
-)
-from ghostnet_keras.channel_slice import ChannelSlice
-from ghostnet_keras.ghostify import ghostify
-from ghostnet_keras.ghostnet import (
-    GhostNet,
-    GhostNet050,
-    GhostNet100,
-    GhostNet130,
-    feature_extractor,
-)
-from ghostnet_keras.imagenet import decode_predictions, normalize_input, preprocess_input
-from ghostnet_keras.resnet import GhostResNet50
+The public names are imported on first use, so `import ghostnet_keras` (and so importing one of
+its subpackages, such as `ghostnet_keras.training`) imports neither Keras nor a backend: the
+training programs choose TensorFlow's CPU kernels before TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ChannelSlice",
-    "FusedBatchNormalization",
-    "GhostNet",
-    "GhostNet050",
-    "GhostNet100",
-    "GhostNet130",
-    "GhostResNet50",
-    "ModelProfile",
-    "decode_predictions",
-    "feature_extractor",
-    "ghost_bottleneck",
-    "ghost_module",
-    "ghostify",
-    "hard_sigmoid_gate",
-    "make_divisible",
-    "normalize_input",
-    "preprocess_input",
-    "profile",
-    "squeeze_excite",
-    "with_fused_batch_norm",
-]
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "FusedBatchNormalization": "batch_norm",
+    "with_fused_batch_norm": "batch_norm",
+    "ghost_bottleneck": "blocks",
+    "ghost_module": "blocks",
+    "hard_sigmoid_gate": "blocks",
+    "make_divisible": "blocks",
+    "squeeze_excite": "blocks",
+    "ChannelSlice": "channel_slice",
+    "ghostify": "ghostify",
+    "GhostNet": "ghostnet",
+    "GhostNet050": "ghostnet",
+    "GhostNet100": "ghostnet",
+    "GhostNet130": "ghostnet",
+    "feature_extractor": "ghostnet",
+    "decode_predictions": "imagenet",
+    "normalize_input": "imagenet",
+    "preprocess_input": "imagenet",
+    "ModelProfile": "profiler",
+    "profile": "profiler",
+    "GhostResNet50": "resnet",
+}
 
+__all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> object:
-    # The profiler is imported lazily so that `python -m ghostnet_keras.profiler` runs cleanly.
-    if name in ("profile", "ModelProfile"):
-        from ghostnet_keras import profiler
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ghostnet_keras' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ghostnet_keras.{module}"), name)
+    globals()[name] = value
+    return value
 
-        return getattr(profiler, name)
-    raise AttributeError(f"module 'ghostnet_keras' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

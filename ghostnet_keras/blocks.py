@@ -188,17 +188,20 @@ def ghost_module(
 
 
 def hard_sigmoid_gate(x: Tensor, *, name: str, layers: ModuleType = keras.layers) -> Tensor:
-    """The reference gate `relu6(x + 3) / 6`, as two built-in layers.
+    """The reference gate `relu6(x + 3) / 6`, as three built-in layers.
 
-    Written as `Rescaling(1/6, offset=0.5)` then `ReLU(max_value=1)`, i.e.
-    `clip(x / 6 + 0.5, 0, 1)`, which equals `relu6(x + 3) / 6` exactly. This form means the same
-    in Keras 3 and tf_keras (tf_keras' `"hard_sigmoid"` is `clip(0.2x + 0.5, 0, 1)`: wrong here),
-    has no raw tensor op for tfmot to trip over, and converts to TFLite MUL/ADD/clip builtins.
+    Written as `Rescaling(offset=3)`, `ReLU(max_value=6)`, `Rescaling(1/6)`. This form means the
+    same in Keras 3 and tf_keras (tf_keras' `"hard_sigmoid"` is `clip(0.2x + 0.5, 0, 1)`: wrong
+    here), has no raw tensor op for tfmot to trip over, and converts to TFLite builtins that
+    XNNPACK runs in float and in int8: the offset folds into the conv before it, ReLU6 fuses
+    into that conv, and the scale is one MUL. (A clip to [0, 1] would lower to RELU + MINIMUM,
+    which XNNPACK does not take in int8: every squeeze-excite block would leave the delegate.)
 
-    Layers: `{name}_scale`, `{name}` (the clip).
+    Layers: `{name}_shift`, `{name}_relu6`, `{name}` (the scale).
     """
-    x = layers.Rescaling(scale=1.0 / 6.0, offset=0.5, name=f"{name}_scale")(x)
-    return layers.ReLU(max_value=1.0, name=name)(x)
+    x = layers.Rescaling(scale=1.0, offset=3.0, name=f"{name}_shift")(x)
+    x = layers.ReLU(max_value=6.0, name=f"{name}_relu6")(x)
+    return layers.Rescaling(scale=1.0 / 6.0, name=name)(x)
 
 
 def squeeze_excite(
@@ -219,7 +222,8 @@ def squeeze_excite(
         se_ratio: reduction ratio of the hidden layer.
         divisor: the hidden width is rounded to a multiple of it.
         name: prefix of the layer names: `{name}_squeeze`, `{name}_reduce_conv`, `{name}_relu`,
-            `{name}_expand_conv`, `{name}_gate_scale`, `{name}_gate`, `{name}_excite`.
+            `{name}_expand_conv`, `{name}_gate_shift`, `{name}_gate_relu6`, `{name}_gate`,
+            `{name}_excite`.
         layers: the module providing the layer classes (`keras.layers` or `tf_keras.layers`).
 
     Returns:

@@ -128,12 +128,6 @@ def _onnx_outputs(path: Path, images: np.ndarray) -> list[np.ndarray]:
     return session.run(None, {name: images})
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _opset(model_proto: Any) -> int | None:
     for entry in model_proto.opset_import:
         if entry.domain in ("", "ai.onnx"):
@@ -155,15 +149,6 @@ def _normalises_internally(model: keras.Model) -> bool:
     return bool(layers) and isinstance(
         layers[0], (keras.layers.Rescaling, keras.layers.Normalization)
     )
-
-
-def labels_for(num_classes: int) -> list[str]:
-    """ImageNet class names for 1000 classes, `class_{i}` otherwise."""
-    if num_classes == 1000:
-        from ghostnet_keras import imagenet
-
-        return [name for _, name in imagenet.class_index()]
-    return [f"class_{i}" for i in range(num_classes)]
 
 
 def _export_to(model: keras.Model, path: Path, signature: list, opset: int | None) -> None:
@@ -216,7 +201,8 @@ def export_onnx(
     """
     import onnx
 
-    from ghostnet_keras.report import write_atomically
+    from ghostnet_keras import heads
+    from ghostnet_keras.files import write_atomically
 
     backend = keras.backend.backend()
     output = Path(output)
@@ -249,7 +235,6 @@ def export_onnx(
         data = proto.SerializeToString()
         tmp = Path(folder) / output.name
         tmp.write_bytes(data)
-        tmp.chmod(0o666 & ~_umask())
         differences = {}
         for batch in batches:
             got = _onnx_outputs(tmp, images[batch])
@@ -269,11 +254,13 @@ def export_onnx(
                 )
         num_classes = int(np.prod(expected[1][0].shape[1:]))
         if labels is None:
-            labels = labels_for(num_classes)
+            labels = heads.default_labels(num_classes)
         sidecar = _describe(model, proto, data, output, backend, shape, differences, atol)
-        os.replace(tmp, output)
-    write_atomically(output.parent / "labels.txt", "\n".join(labels) + "\n")
-    write_atomically(output.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
+    write_atomically({  # the sidecar last: its presence says the export is complete
+        output: data,
+        output.parent / "labels.txt": "\n".join(labels) + "\n",
+        output.with_suffix(".json"): json.dumps(sidecar, indent=2) + "\n",
+    })
     return sidecar
 
 
@@ -287,7 +274,7 @@ def _describe(
     differences: dict[int, float],
     atol: float,
 ) -> dict[str, Any]:
-    from ghostnet_keras import profile
+    from ghostnet_keras import heads, profile
 
     inputs = _tensor_entries(proto.graph.input)
     outputs = _tensor_entries(proto.graph.output)
@@ -299,13 +286,12 @@ def _describe(
             if _normalises_internally(model)
             else "unknown: the model has no preprocessing layer"
         )
-    activation = getattr(model.layers[-1], "activation", None)
     if outputs:
-        outputs[0]["kind"] = (
-            "probabilities (softmax)"
-            if getattr(activation, "__name__", "") == "softmax"
-            else "outputs of the last layer"
-        )
+        try:
+            logits = heads.detect_outputs_are_logits(model)
+            outputs[0]["kind"] = "logits" if logits else "probabilities (softmax)"
+        except ValueError:
+            outputs[0]["kind"] = "unknown"
     macs = params = None
     try:
         result = profile(model, input_shape=shape)
@@ -387,6 +373,7 @@ def load_model(model: str | None, width: float | None, weights: str | None,
 def main(argv: Sequence[str]) -> None:
     from absl import flags
 
+    from ghostnet_keras import heads
     from ghostnet_keras.weights import WeightsError
 
     del argv
@@ -395,7 +382,7 @@ def main(argv: Sequence[str]) -> None:
         raise SystemExit("error: --output is required.")
     try:
         model = load_model(values.model, values.width, values.weights, values.input_size)
-        labels = Path(values.labels).read_text().splitlines() if values.labels else None
+        labels = heads.read_labels(values.labels) if values.labels else None
         sidecar = export_onnx(
             model, values.output, opset=values.opset, dynamic_batch=values.dynamic_batch,
             input_size=values.input_size, atol=values.atol, labels=labels,

@@ -7,7 +7,8 @@ The one implementation of the evaluation transform of the PyTorch reference, tim
     CenterCrop(224)
 
 used by the TF Serving export (`ghostnet_keras.serving`) and by the training / evaluation input
-pipeline (`training.augment`). It works in graph mode (`tf.data.Dataset.map`, `tf.function`,
+pipeline (`ghostnet_keras.training.augment`). It works in graph mode (`tf.data.Dataset.map`,
+`tf.function`,
 SavedModel signatures).
 
 The geometry follows torchvision to the pixel:

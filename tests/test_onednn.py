@@ -12,7 +12,7 @@ import pytest
 # TensorFlow has no public API for "is oneDNN on"; its own tests use this private helper.
 PROBE = """
 import os, sys
-from training.onednn import prefer_onednn
+from ghostnet_keras.training.onednn import prefer_onednn
 if sys.argv[1] == "late":
     import tensorflow
 if sys.argv[1] != "never":
@@ -40,7 +40,8 @@ def _probe(env_value: str | None, when: str) -> tuple[str, bool]:
 
 
 def test_programs_import_no_tensorflow_before_choosing_kernels() -> None:
-    code = ("import sys, training.train, training.pipeline, training.evaluate; "
+    code = ("import sys, ghostnet_keras.training.train, ghostnet_keras.training.pipeline, "
+            "ghostnet_keras.training.evaluate; "
             "print('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=300, check=True)

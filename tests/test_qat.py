@@ -35,7 +35,7 @@ def _restore_legacy_keras_flag():
 def qat():
     pytest.importorskip("tf_keras")
     pytest.importorskip("tensorflow_model_optimization")
-    from training import qat as qat_module
+    from ghostnet_keras.training import qat as qat_module
 
     return qat_module
 
@@ -75,7 +75,7 @@ def images() -> np.ndarray:
 def test_importing_qat_module_does_not_import_tf_keras_or_tfmot() -> None:
     code = (
         "import os, sys\n"
-        "import training.qat\n"
+        "import ghostnet_keras.training.qat\n"
         "bad = [m for m in ('tf_keras', 'tensorflow_model_optimization', 'tensorflow')"
         " if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -114,7 +114,7 @@ def test_tf_keras_twin_has_same_layers_weights_and_outputs(qat, float_model, ima
     rewritten, caps = qat.quantization_friendly(twin)
     assert caps == {}
     names = {layer.name for layer in rewritten.layers}
-    assert not any(name.endswith("_gate_scale") for name in names)  # folded into expand_conv
+    assert not any(name.endswith(("_gate_shift", "_gate_relu6")) for name in names)  # folded
     assert isinstance(rewritten.get_layer("preprocessing"), tf_keras.layers.DepthwiseConv2D)
     assert not any(isinstance(layer, tf_keras.layers.Rescaling) for layer in rewritten.layers)
     diff = np.abs(rewritten(images).numpy() - twin(images).numpy()).max()
@@ -147,7 +147,7 @@ def test_quantize_apply_wraps_ghostnet_and_quantizes_the_se_gate(qat, qat_model,
         assert isinstance(gate_config, config_class) and gate_config.fixed_range == (0.0, 1.0)
         excite_config = wrappers[f"quant_{block}_se_excite"].quantize_config
         assert isinstance(excite_config, config_class) and excite_config.fixed_range is None
-        # The gate's x / 6 + 0.5 is folded into the expand conv.
+        # The gate relu6(x + 3) / 6 becomes the expand conv with x / 6 + 0.5 and a [0, 1] cap.
         kernel, bias = float_model.get_layer(f"{block}_se_expand_conv").get_weights()
         inner = wrappers[f"quant_{block}_se_expand_conv"].layer
         np.testing.assert_allclose(inner.get_weights()[0], kernel / 6, rtol=1e-6)
@@ -156,14 +156,14 @@ def test_quantize_apply_wraps_ghostnet_and_quantizes_the_se_gate(qat, qat_model,
 
 
 def _op_counts(tflite_bytes: bytes) -> collections.Counter:
-    from tflite import inventory
+    from ghostnet_keras.tflite import inventory
 
     return collections.Counter(op.name for op in inventory.read_model(tflite_bytes).ops)
 
 
 @pytest.fixture(scope="module")
 def quickstart_dir(tmp_path_factory) -> str:
-    from training import data
+    from ghostnet_keras.training import data
 
     path = str(tmp_path_factory.mktemp("tfds"))
     data.dataset_info("quickstart", data_dir=path)
@@ -174,10 +174,12 @@ def quickstart_dir(tmp_path_factory) -> str:
 def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp_path) -> None:
     import tensorflow as tf
 
-    from tflite.convert import float_compute_ops
-    from training import data
-    from training.configs import get_config
-    from training.loop import DataSource, Trainer
+    from ghostnet_keras.tflite.conversion import signature_with_batch
+    from ghostnet_keras.tflite.verify import float_compute_ops
+    from ghostnet_keras.tflite.xnnpack import partitioning
+    from ghostnet_keras.training import data
+    from ghostnet_keras.training.configs import get_config
+    from ghostnet_keras.training.loop import DataSource, Trainer
 
     source = DataSource(data_dir=quickstart_dir)
     # A float model trained briefly (confident predictions make the comparison meaningful).
@@ -196,8 +198,7 @@ def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp
     assert len((model_dir / "qat_history.csv").read_text().splitlines()) == 2
     assert not (model_dir / "qat_backup").exists()
     saved_model = model_dir / "qat_saved_model"
-    assert qat._signature_input_shapes(saved_model) == {
-        "serving_default": (None, 32, 32, 3), qat.TFLITE_SIGNATURE: (1, 32, 32, 3)}
+    assert signature_with_batch(saved_model, 1) == qat.TFLITE_SIGNATURE  # default: any batch
 
     tflite_bytes = qat.convert_qat(saved_model)  # raises FloatOpError on any float compute op
     assert float_compute_ops(tflite_bytes) == []
@@ -206,6 +207,9 @@ def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp
     assert counts["CONV_2D"] == 54 and counts["DEPTHWISE_CONV_2D"] == 42
     assert counts["MUL"] == len(SE_GATES) and counts["ADD"] == 16
     assert not {"RELU", "MINIMUM", "MAXIMUM", "RELU_0_TO_1", "LOGISTIC"} & set(counts)
+    # XNNPACK takes the whole graph but the int8 SOFTMAX of the head (the last op).
+    placement = partitioning(tflite_bytes)
+    assert placement.partitions == 1 and placement.undelegated_counts() in ({}, {"SOFTMAX": 1})
 
     from ai_edge_litert.interpreter import Interpreter
 

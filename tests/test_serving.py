@@ -25,7 +25,7 @@ pytest.importorskip(
 )
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from ghostnet_keras import imagenet, preprocessing, serving
+from ghostnet_keras import heads, imagenet, preprocessing, serving
 from ghostnet_keras.ghostnet import GhostNet
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -463,7 +463,7 @@ def test_saved_model_cli_show(export_dir):
 @pytest.mark.parametrize("activation, is_logits", [("softmax", False), (None, True)])
 def test_logits_and_labels(tmp_path, activation, is_logits):
     model = _tiny_classifier(activation)
-    assert serving.detect_outputs_are_logits(model) is is_logits
+    assert heads.detect_outputs_are_logits(model) is is_logits
     exported = serving.export_serving_model(
         model, tmp_path / "m", version=3, image_size=32, top_k=2, labels=["cat", "dog", "bird"]
     )
@@ -486,7 +486,7 @@ def test_logits_and_labels(tmp_path, activation, is_logits):
 def test_outputs_are_logits_flag_overrides_detection(tmp_path):
     model = _tiny_classifier("sigmoid")
     with pytest.raises(ValueError, match="sigmoid"):
-        serving.detect_outputs_are_logits(model)
+        heads.detect_outputs_are_logits(model)
     with pytest.raises(ValueError, match="outputs_are_logits"):
         serving.export_serving_model(model, tmp_path / "m", image_size=32)
     assert not (tmp_path / "m").exists()
@@ -517,11 +517,11 @@ def test_detect_outputs_by_probing_unknown_output_layers():
         x = keras.layers.GlobalAveragePooling2D()(inputs)
         x = keras.layers.Dense(4)(x)
         model = keras.Model(inputs, Plain(softmax)(x))
-        assert serving.detect_outputs_are_logits(model) is (not softmax)
+        assert heads.detect_outputs_are_logits(model) is (not softmax)
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(inputs))
     softmax_layer_model = keras.Model(inputs, keras.layers.Softmax()(x))
-    assert serving.detect_outputs_are_logits(softmax_layer_model) is False
+    assert heads.detect_outputs_are_logits(softmax_layer_model) is False
 
 
 def test_invalid_arguments_write_nothing(tmp_path):
@@ -552,14 +552,14 @@ def test_invalid_arguments_write_nothing(tmp_path):
 def test_labels_file(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("chat\nchien\noiseau\n\n", encoding="utf-8")
-    assert serving.read_labels(labels) == ("chat", "chien", "oiseau")
+    assert heads.read_labels(labels) == ("chat", "chien", "oiseau")
     exported = serving.export_serving_model(
         _tiny_classifier(), tmp_path / "m", image_size=32, top_k=3, labels=labels, warmup=False
     )
     written = (exported / serving.WARMUP_DIR / serving.LABELS_FILE).read_text(encoding="utf-8")
     assert written == "chat\nchien\noiseau\n"
-    assert serving.default_labels(3) == ("class_0", "class_1", "class_2")
-    assert serving.default_labels(1000)[0] == imagenet.class_index()[0][1]
+    assert heads.default_labels(3) == ("class_0", "class_1", "class_2")
+    assert heads.default_labels(1000)[0] == imagenet.class_index()[0][1]
 
 
 def test_refuses_to_overwrite_unless_asked(tmp_path):

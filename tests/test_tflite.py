@@ -1,4 +1,4 @@
-"""TFLite conversion, op inventory / GPU check, LiteRT benchmark and the Android script.
+"""TFLite conversion, calibration, the integer check, XNNPACK partitions, the LiteRT benchmark.
 
 GhostNet tests use width 0.5 at 96x96 and share one conversion per mode (module fixtures);
 the checks of the converter's contract itself use a tiny model (a few seconds per conversion).
@@ -20,7 +20,16 @@ import pytest
 
 pytest.importorskip("ai_edge_litert", reason="needs the `tflite` extra (ai-edge-litert)")
 
-from tflite import benchmark, convert, gpu_supported_ops, inventory
+from ghostnet_keras.tflite import (
+    benchmark,
+    calibration,
+    conversion,
+    inventory,
+    latency,
+    sidecar,
+    verify,
+    xnnpack,
+)
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 ANDROID_SCRIPT = REPO_DIR / "tflite" / "android" / "run_benchmark.sh"
@@ -94,8 +103,8 @@ def ghostnet_small() -> keras.Model:
 @pytest.fixture(scope="module")
 def ghostnet_converted(ghostnet_small: keras.Model) -> dict[str, bytes]:
     """fp32, fp16 and int8 from one export (`convert_modes`)."""
-    return convert.convert_modes(ghostnet_small, ("fp32", "fp16", "int8"),
-                                 convert.synthetic_images(8, SIZE))
+    return conversion.convert_modes(ghostnet_small, ("fp32", "fp16", "int8"),
+                                 calibration.synthetic_images(8, SIZE))
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +124,7 @@ def ghostnet_int8(ghostnet_converted: dict[str, bytes]) -> bytes:
 
 @pytest.fixture(scope="module")
 def tiny_fp32() -> bytes:
-    return convert.convert(_tiny_model(), "fp32")
+    return conversion.convert(_tiny_model(), "fp32")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,7 +133,7 @@ def tiny_fp32() -> bytes:
 
 @pytest.mark.slow
 def test_fp32_tflite_matches_keras(ghostnet_small: keras.Model, ghostnet_fp32: bytes) -> None:
-    images = np.stack(list(convert.synthetic_images(3, SIZE, seed=1)()))
+    images = np.stack(list(calibration.synthetic_images(3, SIZE, seed=1)()))
     expected = ghostnet_small.predict(images, verbose=0)
     actual = _run_tflite(ghostnet_fp32, images)
     assert expected.std() > 0.05, "logits too small for a meaningful comparison"
@@ -133,35 +142,35 @@ def test_fp32_tflite_matches_keras(ghostnet_small: keras.Model, ghostnet_fp32: b
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fp32", "fp16"])
-def test_float_ghostnet_ops_are_gpu_delegable(
+def test_float_ghostnet_lowers_to_static_builtin_ops(
     mode: str, ghostnet_fp32: bytes, ghostnet_fp16: bytes
 ) -> None:
     data = ghostnet_fp32 if mode == "fp32" else ghostnet_fp16
     ops = inventory.op_inventory(data)
-    allowed = set(gpu_supported_ops.DELEGATE_OPS)
     if mode == "fp16":
-        allowed.add("DEQUANTIZE")  # float16 weights -> float32, folded by the delegate
         assert ops["DEQUANTIZE"]["constant_dtypes"] == ["float16"]
-    assert set(ops) <= allowed, set(ops) - allowed
-    assert "STRIDED_SLICE" not in ops
-    assert not {"SHAPE", "PACK"} & set(ops)  # batch fixed to 1: static RESHAPE only
-    assert inventory.gpu_unsupported_ops(data) == []
+    assert not {"SHAPE", "PACK", "STRIDED_SLICE"} & set(ops)  # batch 1: static RESHAPE only
     # How GhostNet lowers: GAP(keepdims) -> MEAN, ZeroPadding2D -> PAD, ghost concat ->
-    # CONCATENATION, SE gate ReLU(max_value=1) -> MINIMUM + RELU (Rescaling folded into the conv).
-    for op in ("MEAN", "PAD", "CONCATENATION", "MINIMUM", "RELU", "MUL", "ADD"):
+    # CONCATENATION, the SE gate relu6(x + 3) / 6 -> the expand CONV_2D with a fused RELU6 and
+    # a MUL (no MINIMUM: XNNPACK would not take it in int8).
+    for op in ("MEAN", "PAD", "CONCATENATION", "MUL", "ADD"):
         assert op in ops, op
+    assert "MINIMUM" not in ops
+    assert ops["CONV_2D"]["fused_activations"].get("RELU6") == 7
     assert all(
         row["input_dtypes"] == ["float32"] for name, row in ops.items() if name != "DEQUANTIZE"
     )
+    assert xnnpack.partitioning(data) == xnnpack.Partitioning(1, ())
 
 
 @pytest.mark.slow
 def test_int8_ghostnet_has_no_float_compute_op(ghostnet_int8: bytes) -> None:
-    assert convert.float_compute_ops(ghostnet_int8) == []
+    assert verify.float_compute_ops(ghostnet_int8) == []
     ops = inventory.op_inventory(ghostnet_int8)
     assert ops["QUANTIZE"]["count"] == 1 and ops["DEQUANTIZE"]["count"] == 1
     assert ops["CONV_2D"]["input_dtypes"] == ["int8"]
-    assert inventory.gpu_unsupported_ops(ghostnet_int8, allow_quantized=True) == []
+    # One XNNPACK partition: no squeeze-excite op sends the tensor back to LiteRT's kernels.
+    assert xnnpack.partitioning(ghostnet_int8) == xnnpack.Partitioning(1, ())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,62 +185,85 @@ def test_int8_check_catches_dynamic_range_model() -> None:
     converter = tf.lite.TFLiteConverter.from_keras_model(_tiny_model())
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     data = converter.convert()
-    problems = convert.float_compute_ops(data)
+    problems = verify.float_compute_ops(data)
     assert any("CONV_2D" in p for p in problems), problems
-    with pytest.raises(convert.FloatOpError, match="not fully integer"):
-        convert.verify_full_integer(data)
+    with pytest.raises(verify.FloatOpError, match="not fully integer"):
+        verify.verify_full_integer(data)
 
 
 def test_int8_with_int8_io_is_integer_only() -> None:
-    data = convert.convert(_tiny_model(), "int8", convert.synthetic_images(4, 32), int8_io=True)
+    data = conversion.convert(_tiny_model(), "int8", calibration.synthetic_images(4, 32), "int8")
     info = inventory.read_model(data)
     assert [t.dtype for t in (*info.inputs, *info.outputs)] == ["int8", "int8"]
     assert info.inputs[0].scale and info.inputs[0].zero_point
-    convert.verify_full_integer(data, float_io=False)
-    with pytest.raises(convert.FloatOpError):
-        convert.verify_full_integer(convert.convert(_tiny_model(), "dynamic"))
+    verify.verify_full_integer(data, float_io=False)
+    with pytest.raises(verify.FloatOpError):
+        verify.verify_full_integer(conversion.convert(_tiny_model(), "dynamic"))
+
+
+def test_int8_with_uint8_io_takes_rgb_values() -> None:
+    model = _tiny_model()
+    representative = calibration.synthetic_images(6, 32)
+    as_float = conversion.convert(model, "int8", representative)
+    as_uint8 = conversion.convert(model, "int8", representative, "uint8")
+    info = inventory.read_model(as_uint8)
+    assert [t.dtype for t in (*info.inputs, *info.outputs)] == ["uint8", "uint8"]
+    assert (info.inputs[0].scale, info.inputs[0].zero_point) == ((1.0,), (0,))
+    verify.verify_full_integer(as_uint8, float_io=False)
+    from ai_edge_litert.interpreter import Interpreter
+
+    images = np.stack(list(calibration.synthetic_images(3, 32, seed=3)())).round()
+    expected = _run_tflite(as_float, images)
+    interpreter = Interpreter(model_content=as_uint8)
+    interpreter.allocate_tensors()
+    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+    scale, zero = target["quantization"]
+    for image, reference in zip(images, expected, strict=True):
+        interpreter.set_tensor(source["index"], image[None].astype(np.uint8))
+        interpreter.invoke()
+        got = (interpreter.get_tensor(target["index"])[0].astype(np.float32) - zero) * scale
+        assert np.abs(got - reference).max() <= 2 * scale  # the same model, uint8 at the edges
 
 
 def test_convert_argument_errors() -> None:
     model = _tiny_model()
-    with pytest.raises(convert.RepresentativeDataError, match="representative_data"):
-        convert.convert(model, "int8")
+    with pytest.raises(calibration.RepresentativeDataError, match="representative_data"):
+        conversion.convert(model, "int8")
     with pytest.raises(TypeError, match="tf_keras"):
-        convert.convert(model, "qat_int8")
-    with pytest.raises(ValueError, match="int8_io"):
-        convert.convert(model, "fp32", int8_io=True)
+        conversion.convert(model, "qat_int8")
+    with pytest.raises(ValueError, match="io='uint8' needs an integer model"):
+        conversion.convert(model, "fp32", io="uint8")
+    with pytest.raises(ValueError, match="Unknown io"):
+        conversion.convert(model, "int8", calibration.synthetic_images(1, 32), io="int16")
     with pytest.raises(ValueError, match="Unknown mode"):
-        convert.convert(model, "int4")
+        conversion.convert(model, "int4")
     with pytest.raises(ValueError, match="no representative_data"):
-        convert.convert(model, "fp16", convert.synthetic_images(1, 32))
+        conversion.convert(model, "fp16", calibration.synthetic_images(1, 32))
 
 
 def test_convert_modes_exports_once_and_matches_convert() -> None:
     model = _tiny_model(flatten=True)
-    images = np.stack(list(convert.synthetic_images(3, 32, seed=2)()))
-    converted = convert.convert_modes(model, ("fp32", "int8"), convert.synthetic_images(4, 32))
+    images = np.stack(list(calibration.synthetic_images(3, 32, seed=2)()))
+    converted = conversion.convert_modes(model, ("fp32", "int8"),
+                                         calibration.synthetic_images(4, 32))
     assert list(converted) == ["fp32", "int8"]
-    separate = convert.convert(model, "fp32")
+    separate = conversion.convert(model, "fp32")
     np.testing.assert_array_equal(_run_tflite(converted["fp32"], images),
                                   _run_tflite(separate, images))
     assert "STRIDED_SLICE" not in inventory.op_inventory(converted["fp32"])  # batch fixed to 1
-    convert.verify_full_integer(converted["int8"])
+    verify.verify_full_integer(converted["int8"])
     with pytest.raises(ValueError, match="distinct"):
-        convert.convert_modes(model, ("fp32", "fp32"))
-    with pytest.raises(convert.RepresentativeDataError):
-        convert.convert_modes(model, ("fp32", "int8"))
+        conversion.convert_modes(model, ("fp32", "fp32"))
+    with pytest.raises(calibration.RepresentativeDataError):
+        conversion.convert_modes(model, ("fp32", "int8"))
 
 
-def test_dynamic_batch_flatten_would_split_the_gpu_graph() -> None:
+def test_dynamic_batch_flatten_leaves_shape_ops() -> None:
     model = _tiny_model(flatten=True)
-    dynamic = convert.convert(model, "fp32", batch_size=None)
+    dynamic = conversion.convert(model, "fp32", batch_size=None)
     assert {"SHAPE", "STRIDED_SLICE", "PACK"} <= set(inventory.op_inventory(dynamic))
-    assert {"SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE"} <= set(
-        inventory.gpu_unsupported_ops(dynamic)
-    )
-    static = convert.convert(model, "fp32")  # batch_size=1
+    static = conversion.convert(model, "fp32")  # batch_size=1
     assert "STRIDED_SLICE" not in inventory.op_inventory(static)
-    assert inventory.gpu_unsupported_ops(static) == []
 
 
 def test_inventory_of_tiny_model(tiny_fp32: bytes) -> None:
@@ -245,21 +277,9 @@ def test_inventory_of_tiny_model(tiny_fp32: bytes) -> None:
         inventory.read_model(b"not a model at all")
 
 
-def test_gpu_supported_op_lists() -> None:
-    names = set(inventory._enum_names(inventory._schema().BuiltinOperator).values())
-    assert gpu_supported_ops.DELEGATE_OPS <= names
-    assert gpu_supported_ops.DOCUMENTED_OPS <= gpu_supported_ops.DELEGATE_OPS
-    # The documented list lags the delegate: MEAN and HARD_SWISH are parsed, not documented.
-    assert {
-        "MEAN",
-        "HARD_SWISH",
-    } <= gpu_supported_ops.DELEGATE_OPS - gpu_supported_ops.DOCUMENTED_OPS
-    assert "SHAPE" not in gpu_supported_ops.DELEGATE_OPS
-
-
 def test_synthetic_images_are_deterministic_rgb() -> None:
-    first = list(convert.synthetic_images(3, (40, 30), seed=7)())
-    second = list(convert.synthetic_images(3, (40, 30), seed=7)())
+    first = list(calibration.synthetic_images(3, (40, 30), seed=7)())
+    second = list(calibration.synthetic_images(3, (40, 30), seed=7)())
     assert len(first) == 3 and first[0].shape == (40, 30, 3) and first[0].dtype == np.float32
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert min(float(i.min()) for i in first) >= 0.0 and max(float(i.max()) for i in first) <= 255
@@ -267,34 +287,67 @@ def test_synthetic_images_are_deterministic_rgb() -> None:
 
 
 def test_representative_sources(tmp_path: Path) -> None:
-    with pytest.raises(convert.RepresentativeDataError, match="does not exist"):
-        convert.representative_source(str(tmp_path / "missing"))
-    with pytest.raises(convert.RepresentativeDataError, match="No image"):
-        convert.representative_source(str(tmp_path))
+    with pytest.raises(calibration.RepresentativeDataError, match="does not exist"):
+        calibration.representative_source(str(tmp_path / "missing"))
+    with pytest.raises(calibration.RepresentativeDataError, match="No image"):
+        calibration.representative_source(str(tmp_path))
     import tensorflow as tf
 
     image = tf.io.encode_png(np.full((50, 80, 3), 200, np.uint8)).numpy()
     (tmp_path / "a.png").write_bytes(image)
-    (images,) = list(convert.representative_source(str(tmp_path), 5, 32)())
+    (images,) = list(calibration.representative_source(str(tmp_path), 5, 32)())
     assert images.shape == (32, 32, 3) and np.allclose(images, 200.0)
+
+
+def test_folder_images_for_a_non_square_input(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    gradient = np.broadcast_to(np.linspace(0, 255, 120, dtype=np.float32)[None, :, None],
+                               (90, 120, 3))
+    (tmp_path / "wide.png").write_bytes(tf.io.encode_png(gradient.astype(np.uint8)).numpy())
+    (image,) = list(calibration.folder_images(tmp_path, 5, (128, 96))())
+    assert image.shape == (128, 96, 3) and image.dtype == np.float32
+    # Resized to cover (128 / 0.875, 96 / 0.875) with the aspect kept, then centre-cropped:
+    # the crop is the middle of the horizontal gradient, rows all alike.
+    assert np.allclose(image[0], image[-1], atol=1.0)
+    assert 60.0 < image[:, 0].mean() < image[:, -1].mean() < 200.0
+
+
+@pytest.mark.slow
+def test_int8_cli_calibrates_a_non_square_ghostnet_from_a_folder(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from ghostnet_keras import GhostNet
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index, image in enumerate(calibration.synthetic_images(4, (150, 200), seed=5)()):
+        (folder / f"{index}.jpg").write_bytes(tf.io.encode_jpeg(image.astype(np.uint8)).numpy())
+    model_path = tmp_path / "ghostnet_128x96.keras"
+    GhostNet(width=0.5, input_shape=(128, 96, 3), classes=10).save(model_path)
+    output = tmp_path / "out" / "ghostnet_128x96_int8.tflite"
+    result = subprocess.run(
+        [sys.executable, "-m", "ghostnet_keras.tflite.convert", f"--model={model_path}",
+         "--mode=int8", "--io=uint8", f"--representative={folder}", "--num_calibration=4",
+         "--nocheck_gpu", f"--output={output}"],
+        capture_output=True, text=True, env=_subprocess_env(), cwd=REPO_DIR, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = output.read_bytes()
+    info = inventory.read_model(data)
+    assert info.inputs[0].shape == (1, 128, 96, 3) and info.inputs[0].dtype == "uint8"
+    verify.verify_full_integer(data, float_io=False)
+    assert json.loads(output.with_suffix(".json").read_text())["gpu"] is None
 
 
 @pytest.mark.slow
 def test_quickstart_representative_images() -> None:
-    pytest.importorskip("training.data", reason="the project's data pipeline is not available")
-    images = list(convert.quickstart_images(2, 48)())
+    pytest.importorskip(
+        "ghostnet_keras.training.data", reason="the project's data pipeline is not available"
+    )
+    images = list(calibration.quickstart_images(2, 48)())
     assert len(images) == 2 and images[0].shape == (48, 48, 3)
     assert float(images[0].max()) > 1.5  # RGB 0-255, not normalised
-
-
-def test_write_atomically_leaves_nothing_on_failure(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    target = tmp_path / "out" / "model.tflite"
-    with pytest.raises(OSError):
-        convert.write_atomically({target: b"model", blocker / "sub" / "labels.txt": b"labels"})
-    assert not target.exists()
-    assert list((tmp_path / "out").iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +364,7 @@ def test_convert_cli_writes_three_files(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "tflite.convert",
+            "ghostnet_keras.tflite.convert",
             f"--model={model_path}",
             "--mode=fp32",
             f"--output={output}",
@@ -326,16 +379,19 @@ def test_convert_cli_writes_three_files(tmp_path: Path) -> None:
     files = sorted(p.name for p in output.parent.iterdir())
     assert files == ["labels.txt", "tiny_fp32.json", "tiny_fp32.tflite"]  # no temporaries left
     data = output.read_bytes()
-    sidecar = json.loads(output.with_suffix(".json").read_text())
-    assert sidecar["file"] == output.name and sidecar["labels"] == "labels.txt"
-    assert sidecar["bytes"] == len(data) and sidecar["mode"] == "fp32"
+    written = json.loads(output.with_suffix(".json").read_text())
+    assert written["file"] == output.name and written["labels"] == "labels.txt"
+    assert written["bytes"] == len(data) and written["mode"] == "fp32"
     import hashlib
 
-    assert sidecar["sha256"] == hashlib.sha256(data).hexdigest()
-    assert sidecar["inputs"][0]["normalisation"] == convert.NORMALISES_INTERNALLY
-    assert sidecar["inputs"][0]["shape"] == [1, 32, 32, 3]
-    assert sidecar["outputs"][0]["kind"] == "probabilities (softmax)"
-    assert sidecar["macs"] > 0 and sidecar["params"] == model.count_params()
+    assert written["sha256"] == hashlib.sha256(data).hexdigest()
+    assert written["inputs"][0]["normalisation"] == sidecar.NORMALISES_INTERNALLY
+    assert written["inputs"][0]["shape"] == [1, 32, 32, 3]
+    assert written["outputs"][0]["kind"] == "probabilities (softmax)"
+    assert written["macs"] > 0 and written["params"] == model.count_params()
+    # The converter checked the model on the GPU accelerator (the software GPU in CI).
+    assert written["gpu"]["checked"] and written["gpu"]["fully_delegated"]
+    assert written["gpu"]["precision"] == "fp32" and written["gpu"]["relative_diff"] < 1e-4
     assert (output.parent / "labels.txt").read_text().splitlines() == [
         f"class_{i}" for i in range(4)
     ]
@@ -343,7 +399,7 @@ def test_convert_cli_writes_three_files(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "tflite.convert",
+            "ghostnet_keras.tflite.convert",
             f"--model={model_path}",
             "--mode=int8",
             f"--output={tmp_path / 'bad' / 'x.tflite'}",
@@ -368,13 +424,14 @@ def test_benchmark_cli_one_model(tmp_path: Path, ghostnet_fp32: bytes) -> None:
         [
             sys.executable,
             "-m",
-            "tflite.benchmark",
+            "ghostnet_keras.tflite.benchmark",
             "--models=ghostnet_050",
             "--modes=fp32",
             "--threads=1",
             f"--input_size={SIZE}",
             "--warmup=1",
             "--iterations=3",
+            "--gpu_iterations=1",
             "--reuse_converted",
             f"--output_dir={tmp_path}",
         ],
@@ -385,28 +442,33 @@ def test_benchmark_cli_one_model(tmp_path: Path, ghostnet_fp32: bytes) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "GhostNet-0.5" in result.stdout and "1 thr median (p90) ms" in result.stdout
-    assert "GPU: " in result.stdout
+    assert "GhostNet-0.5" in result.stdout and "1 thr ms" in result.stdout
+    assert "GPU: LiteRT GPU accelerator on" in result.stdout, result.stdout
     assert (tmp_path / "latency_vs_macs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((tmp_path / "benchmark.json").read_text())
     (entry,) = results["results"]
     assert entry["model"] == "ghostnet_050" and entry["latency_ms"]["1"]["n"] == 3
-    assert entry["macs"] > 0
+    assert entry["macs"] > 0 and entry["xnnpack_partitions"] == 1
+    assert entry["gpu"]["fully_delegated"] and entry["gpu"]["precision"] == "fp32"
 
 
 def test_benchmark_helpers(tiny_fp32: bytes) -> None:
-    samples = benchmark.time_interleaved(
+    samples = latency.time_interleaved(
         {"a": lambda: None, "b": lambda: None}, warmup=1, iterations=7, block=3
     )
     assert [len(v) for v in samples.values()] == [7, 7]
-    rows = benchmark.op_profile(tiny_fp32, 1, warmup=1, iterations=3)
+    rows = latency.op_profile(tiny_fp32, 1, warmup=1, iterations=3)
     assert [r["op"] for r in rows] == [op.name for op in inventory.read_model(tiny_fp32).ops]
-    by_type = benchmark.summarize_op_profile(rows)
+    by_type = latency.summarize_op_profile(rows)
     assert abs(sum(v["share"] for v in by_type.values()) - 1.0) < 1e-6
     entry = benchmark.Entry("mobilenetv3_large", "fp32", tiny_fp32, 10**6, 10**3)
-    entry.latency_ms[1] = benchmark.summarize([0.002, 0.001, 0.003])
-    table = benchmark.format_table([entry], [1])
-    assert "MobileNetV3-Large" in table and "1.00" in table
+    entry.latency_ms[1] = latency.summarize([0.002, 0.001, 0.003])
+    int8 = benchmark.Entry("mobilenetv3_large", "int8", tiny_fp32, 10**6, 10**3)
+    int8.latency_ms[1] = latency.summarize([0.001, 0.001, 0.001])
+    table = benchmark.format_table([entry, int8], [1])
+    assert "MobileNetV3-Large" in table and "1.00" in table and "0.50" in table
+    assert benchmark.ratio([entry, int8], int8, "mobilenetv3_large", "fp32", 1) == 0.5
+    assert "not a GPU format" in benchmark.format_gpu_table([entry, int8])
 
 
 # ---------------------------------------------------------------------------------------------

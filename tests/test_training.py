@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 
 import ghostnet_keras
-from training import data
-from training.configs import RECIPES, get_config
-from training.optimization import decayed_variables, learning_rate_schedule
+from ghostnet_keras.training import data
+from ghostnet_keras.training.configs import RECIPES, get_config
+from ghostnet_keras.training.optimization import decayed_variables, learning_rate_schedule
 
 from .fakes import write_fake_ilsvrc_tars
 
@@ -37,7 +37,7 @@ def quickstart_dir(tmp_path_factory) -> str:
 
 
 def _train_command(model_dir: Path, data_dir: str, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "training.train", f"--model_dir={model_dir}",
+    return [sys.executable, "-m", "ghostnet_keras.training.train", f"--model_dir={model_dir}",
             f"--data_dir={data_dir}", *flags]
 
 
@@ -107,7 +107,7 @@ def test_weight_decay_applies_to_conv_and_dense_kernels_only() -> None:
 
 @pytest.mark.slow
 def test_quickstart_short_run_learns(quickstart_dir: str, tmp_path: Path) -> None:
-    from training.loop import DataSource, Trainer
+    from ghostnet_keras.training.loop import DataSource, Trainer
 
     config = get_config("quickstart", "epochs=3,log_every_steps=1000")
     trainer = Trainer(config, tf.distribute.get_strategy(), tmp_path / "run",
@@ -122,7 +122,7 @@ def test_quickstart_short_run_learns(quickstart_dir: str, tmp_path: Path) -> Non
     # 500 held-out digits; chance is 10%.
     assert history[-1]["val_accuracy"] >= 0.85, history
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
-    from training.evaluate import evaluate_model
+    from ghostnet_keras.training.evaluate import evaluate_model
 
     result = evaluate_model(model, "quickstart", image_size=32, data_dir=quickstart_dir)
     assert result["examples"] == 500
@@ -209,9 +209,9 @@ def test_resume_after_sigkill(quickstart_dir: str, tmp_path: Path) -> None:
 
 
 def test_missing_model_dir_flag_and_bad_strategy(tmp_path: Path) -> None:
-    result = _run([sys.executable, "-m", "training.train"], timeout=120)
+    result = _run([sys.executable, "-m", "ghostnet_keras.training.train"], timeout=120)
     assert result.returncode != 0 and "model_dir" in result.stderr
-    from training.strategy import make_strategy
+    from ghostnet_keras.training.strategy import make_strategy
 
     with pytest.raises(ValueError, match="TF_CONFIG"):
         os.environ.pop("TF_CONFIG", None)
@@ -225,7 +225,7 @@ def test_evaluate_end_to_end_on_fake_ilsvrc_tars(tmp_path: Path) -> None:
     manual = tmp_path / "manual"
     write_fake_ilsvrc_tars(manual)
     result = _run([
-        sys.executable, "-m", "training.evaluate", "--width=0.5", "--image_size=64",
+        sys.executable, "-m", "ghostnet_keras.training.evaluate", "--width=0.5", "--image_size=64",
         f"--weights={_save_random_ghostnet(tmp_path)}", "--batch_size=2",
         f"--manual_dir={manual}", f"--data_dir={tmp_path / 'tfds'}",
     ])

@@ -1,22 +1,15 @@
-"""TFLite / LiteRT export of GhostNet: conversion, op inventory, GPU check and benchmarks.
+"""TFLite / LiteRT export of GhostNet, checked by the runtimes that consume it.
 
-Modules (importing the package imports neither TensorFlow nor LiteRT):
+Library modules (importing the package imports neither TensorFlow nor LiteRT):
+`conversion` (Keras -> `.tflite`, five modes, float/uint8/int8 io), `calibration`
+(representative images), `verify` (the integer-only check), `metadata` (TFLite Model Metadata
+for image classifiers, from the published schema via `flatbuffer_schema`), `sidecar` (JSON
+sidecar and labels), `inventory` (ops of a flatbuffer), `surgery` (one model per op), `xnnpack`
+(CPU delegate partitioning), `latency` (CPU timing), `gpu` (LiteRT's GPU accelerator: compile
+GPU-only, compare with the CPU; the software GPU environment), `mediapipe_runner` (MediaPipe's
+ImageClassifier, run in its own venv through `mediapipe_client.py`).
 
-- `tflite.convert`: `convert(model, mode, representative_data=None, int8_io=False, *,
-  batch_size=1) -> bytes` for modes `fp32`, `fp16`, `dynamic`, `int8`, `qat_int8`;
-  `verify_full_integer` / `float_compute_ops` (the int8 check), representative-data sources
-  (`synthetic_images`, `folder_images`, `quickstart_images`) and the
-  `python -m tflite.convert` command line (writes `.tflite`, `labels.txt`, `.json` sidecar).
-- `tflite.inventory`: `read_model`, `op_inventory`, `gpu_compatibility_issues`,
-  `gpu_unsupported_ops` (the wheels' GPU-compatibility analyzer is a no-op), and
-  `python -m tflite.inventory`.
-- `tflite.gpu_supported_ops`: the checked-in GPU delegate op lists with their sources.
-- `tflite.benchmark`: `python -m tflite.benchmark`, LiteRT latency of GhostNet vs MobileNetV3
-  (table, JSON, latency-vs-MACs plot, optional per-op profile).
-- `tflite/android/run_benchmark.sh`: the official `benchmark_model` on a phone over adb.
-
-The package name `tflite` is also the name of an unrelated PyPI distribution (a flatbuffer
-parser); the two must not be installed in the same environment.
+Command lines: `convert` (`ghostnet-tflite-convert`), `benchmark`
+(`ghostnet-tflite-benchmark`), `inspect_model` (`ghostnet-tflite-inventory`); `gpu_worker` is
+the GPU subprocess. `android/run_benchmark.sh` runs the official `benchmark_model` on a phone.
 """
-
-__all__ = ["benchmark", "convert", "gpu_supported_ops", "inventory"]

@@ -1,29 +1,23 @@
-"""LiteRT latency benchmark: GhostNet vs MobileNetV3, per conversion mode and thread count.
+"""LiteRT benchmark: GhostNet vs MobileNetV3 on the CPU (XNNPACK) and the GPU accelerator.
 
-Every model is built with random weights (latency does not depend on them), converted with
-`tflite.convert.convert` (batch 1) and run with `ai_edge_litert.interpreter.Interpreter` and its
-default XNNPACK delegate, batch 1. For each thread count all models are loaded together and
-timed in interleaved blocks (a few invokes of each model in turn), so load changes on a shared
-machine hit every model alike; medians and 90th percentiles are reported after a warm-up.
-Compare ratios within one run: absolute numbers drift between machines and runs.
-
-GPU: with `--gpu_delegate=/path/libtensorflowlite_gpu_delegate.so` the classic GPU delegate is
-loaded with `load_delegate`; otherwise LiteRT's own GPU accelerator (`CompiledModel` with
-`HardwareAccelerator.GPU`, a WebGPU backend in the ai-edge-litert 2.3 wheel) is probed in a
-subprocess. When neither works the run prints "GPU: not available on this machine (reason)" and
-reports CPU only.
-
-Outputs (atomic writes) in `--output_dir`: `benchmark.json`, `latency_vs_macs.png` and the
-converted models under `models/`. With `--profile_ops`, a per-op breakdown (each op of the
-fp32 model run alone as a one-op model; XNNPACK fuses some ops in the full graph, e.g. a PAD
-into the following convolution, so the per-op sum overestimates those) goes to
-`op_profile.json` and is printed.
+Every model is built with random weights (latency does not depend on them), converted by
+`tflite.conversion` (batch 1; int8 calibrated on synthetic images) and run with LiteRT's
+`Interpreter` and its default XNNPACK delegate. For each thread count all models are loaded
+together and timed in interleaved blocks, so load changes on a shared machine hit every model
+alike. Each row also shows how many XNNPACK partitions the model runs as (`tflite.xnnpack`: one
+is what a fast model looks like) and its ratio to MobileNetV3-Large fp32 and to its own fp32
+at the same thread count. The fp32 and fp16 models are then checked on LiteRT's GPU
+accelerator (`tflite.gpu`: fully delegated or not, GPU vs CPU outputs, latency, the adapter;
+a software adapter such as lavapipe is labelled "correctness, not speed").
 
 ```
-python -m tflite.benchmark --output_dir=runs/tflite_bench                   # fp32, 1/2/4 threads
-python -m tflite.benchmark --models=ghostnet_100,ghostnet_130,mobilenetv3_large,mobilenetv3_small \
-    --threads=1 --modes=fp32,fp16,int8 --output_dir=runs/tflite_bench
+ghostnet-tflite-benchmark --output_dir=runs/tflite_bench          # fp32/fp16/int8, 1/2/4 threads
+ghostnet-tflite-benchmark --models=ghostnet_100,mobilenetv3_large --modes=fp32,int8 --threads=1
 ```
+
+Outputs (atomic writes) in `--output_dir`: `benchmark.json`, `latency_vs_macs.png`, the
+converted models under `models/`, and with `--profile_ops` the per-op profile of every model
+(`op_profile.json`; each op run alone as a one-op model).
 """
 
 from __future__ import annotations
@@ -33,17 +27,15 @@ import io
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from absl import app, flags
 
-from tflite import convert as tflite_convert
-from tflite import inventory
+from ghostnet_keras.files import write_atomically
+from ghostnet_keras.tflite import calibration, conversion, gpu, latency, xnnpack
 
 BASELINE = "mobilenetv3_large"
 DISPLAY_NAMES = {
@@ -54,8 +46,16 @@ DISPLAY_NAMES = {
     "mobilenetv3_small": "MobileNetV3-Small",
 }
 DEFAULT_MODELS = tuple(DISPLAY_NAMES)
-# The issue's targets (fp32, 1 thread): latency / MobileNetV3-Large latency.
-TARGETS = {"ghostnet_100": 0.75, "ghostnet_130": 1.05}
+MODES = ("fp32", "fp16", "dynamic", "int8")
+GPU_MODES = ("fp32", "fp16")  # int8 is not a GPU format (gpu.INT8_NOTE)
+# Targets at 1 thread, as latency ratios: (model, mode, reference model, reference mode, limit).
+TARGETS = (
+    ("ghostnet_100", "int8", "ghostnet_100", "fp32", 0.5),
+    ("ghostnet_100", "int8", BASELINE, "fp32", 0.6),
+    ("ghostnet_130", "int8", BASELINE, "fp32", 0.8),
+    ("ghostnet_100", "fp32", BASELINE, "fp32", 0.75),
+    ("ghostnet_130", "fp32", BASELINE, "fp32", 1.05),
+)
 
 
 def build_model(name: str, input_size: int = 224) -> Any:
@@ -66,17 +66,12 @@ def build_model(name: str, input_size: int = 224) -> Any:
     if name.startswith("ghostnet_"):
         from ghostnet_keras import GhostNet
 
-        width = int(name.split("_")[1]) / 100
-        return GhostNet(width=width, input_shape=shape, name=name)
-    if name == "mobilenetv3_large":
-        return keras.applications.MobileNetV3Large(
-            input_shape=shape, weights=None, minimalistic=False, include_preprocessing=True
-        )
-    if name == "mobilenetv3_small":
-        return keras.applications.MobileNetV3Small(
-            input_shape=shape, weights=None, minimalistic=False, include_preprocessing=True
-        )
-    raise ValueError(f"Unknown model {name!r}; expected one of {', '.join(DISPLAY_NAMES)}.")
+        return GhostNet(width=int(name.split("_")[1]) / 100, input_shape=shape, name=name)
+    applications = {"mobilenetv3_large": keras.applications.MobileNetV3Large,
+                    "mobilenetv3_small": keras.applications.MobileNetV3Small}
+    if name not in applications:
+        raise ValueError(f"Unknown model {name!r}; expected one of {', '.join(DISPLAY_NAMES)}.")
+    return applications[name](input_shape=shape, weights=None, include_preprocessing=True)
 
 
 @dataclasses.dataclass
@@ -89,372 +84,192 @@ class Entry:
     macs: int | None = None
     params: int | None = None
     latency_ms: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
-    gpu_ms: dict[str, float] | None = None
+    partitioning: xnnpack.Partitioning | None = None
+    gpu: gpu.GpuCheck | None = None
 
     @property
     def key(self) -> str:
         return f"{self.name}/{self.mode}"
 
+    @property
+    def display_name(self) -> str:
+        return DISPLAY_NAMES.get(self.name, self.name)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.name,
-            "display_name": DISPLAY_NAMES.get(self.name, self.name),
+            "display_name": self.display_name,
             "mode": self.mode,
             "macs": self.macs,
             "params": self.params,
             "tflite_bytes": len(self.data),
             "latency_ms": {str(k): v for k, v in sorted(self.latency_ms.items())},
-            "gpu_latency_ms": self.gpu_ms,
+            "xnnpack_partitions": self.partitioning.partitions if self.partitioning else None,
+            "outside_xnnpack": (self.partitioning.undelegated_counts()
+                                if self.partitioning else None),
+            "gpu": self.gpu.as_dict() if self.gpu else None,
         }
 
 
-def summarize(samples_s: Sequence[float]) -> dict[str, float]:
-    """Median, p90, mean and min of a list of durations in seconds, in milliseconds."""
-    ms = np.asarray(samples_s, dtype=np.float64) * 1e3
-    return {
-        "median": float(np.median(ms)),
-        "p90": float(np.percentile(ms, 90)),
-        "mean": float(ms.mean()),
-        "min": float(ms.min()),
-        "n": int(ms.size),
-    }
-
-
-def _random_input(detail: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    shape = tuple(int(d) for d in detail["shape"])
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
-    return rng.uniform(0.0, 255.0, size=shape).astype(dtype)
-
-
-def make_interpreter(data: bytes, num_threads: int) -> Any:
-    """A LiteRT interpreter (default XNNPACK delegate) with a random input set."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=data, num_threads=num_threads)
-    interpreter.allocate_tensors()
-    rng = np.random.default_rng(0)
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
-    return interpreter
-
-
-def time_interleaved(
-    runners: dict[str, Callable[[], Any]], warmup: int, iterations: int, block: int = 5
-) -> dict[str, list[float]]:
-    """Times callables in interleaved blocks; returns seconds per call, per key.
-
-    Each round runs `block` calls of every callable in turn (the order rotates every round),
-    until each has `iterations` timed calls; `warmup` untimed calls of each come first.
-    """
-    keys = list(runners)
-    for key in keys:
-        for _ in range(warmup):
-            runners[key]()
-    samples: dict[str, list[float]] = {key: [] for key in keys}
-    round_index = 0
-    while any(len(samples[k]) < iterations for k in keys):
-        order = keys[round_index % len(keys) :] + keys[: round_index % len(keys)]
-        for key in order:
-            run = runners[key]
-            for _ in range(min(block, iterations - len(samples[key]))):
-                start = time.perf_counter()
-                run()
-                samples[key].append(time.perf_counter() - start)
-        round_index += 1
-    return samples
+def ratio(entries: Sequence[Entry], entry: Entry, model: str, mode: str,
+          threads: int) -> float | None:
+    """`entry`'s median latency over `model`/`mode`'s at `threads` (None if either is missing)."""
+    reference = next((e for e in entries if (e.name, e.mode) == (model, mode)), None)
+    if reference is None or threads not in reference.latency_ms or threads not in entry.latency_ms:
+        return None
+    return entry.latency_ms[threads]["median"] / reference.latency_ms[threads]["median"]
 
 
 # --------------------------------------------------------------------------------------------
-# GPU
+# Running
 
 
-def probe_gpu(data: bytes, gpu_delegate: str | None = None, timeout_s: float = 120.0) -> str:
-    """Returns "" when a GPU path works for `data`, else the reason it does not.
+def convert_entries(
+    models: Sequence[str], modes: Sequence[str], *, input_size: int, output_dir: Path,
+    num_calibration: int, reuse_converted: bool, log: Callable[[str], None] = print,
+) -> list[Entry]:
+    """Converts (or reuses from `output_dir/models`) every model in every mode, with its cost."""
+    from ghostnet_keras import profile
 
-    The probe runs in a subprocess (a failing GPU runtime may abort the process).
-    """
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model_path = Path(tmp) / "probe.tflite"
-        model_path.write_bytes(data)
-        command = [
-            sys.executable,
-            "-c",
-            "import sys; from tflite.benchmark import _gpu_worker; "
-            "_gpu_worker(sys.argv[1], sys.argv[2], 0, 1)",
-            str(model_path),
-            gpu_delegate or "",
-        ]
-        try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout_s, cwd=_repo_root()
-            )
-        except subprocess.TimeoutExpired:
-            return f"GPU probe timed out after {timeout_s:.0f} s"
-    native = _native_gpu_reason(result.stderr)
-    for line in result.stdout.splitlines():
-        if line.startswith("GPU_RESULT "):
-            error = json.loads(line[len("GPU_RESULT ") :]).get("error", "")
-            return f"{error}; {native}" if error and native else error
-    return native or _last_error_line(result.stderr) or f"probe exit code {result.returncode}"
-
-
-def _native_gpu_reason(stderr: str) -> str:
-    """The most telling line of the GPU runtime's own log (e.g. WebGPU: "No adapters found")."""
-    lines = stderr.splitlines()
-    for keys in (("adapter", "vulkan", "no device"), ("webgpu", "opencl", "opengl", "gpu")):
-        for line in reversed(lines):
-            lowered = line.lower()
-            if any(k in lowered for k in keys) and ("fail" in lowered or "error" in lowered):
-                return line.rsplit("] ", 1)[-1].strip()
-    return ""
+    models_dir = output_dir / "models"
+    entries = []
+    for name in models:
+        paths = {mode: models_dir / f"{name}_{input_size}_{mode}.tflite" for mode in modes}
+        cost_path = models_dir / f"{name}_{input_size}.cost.json"
+        missing = [mode for mode in modes if not (reuse_converted and paths[mode].exists())]
+        keras_model = None
+        if missing:
+            keras_model = build_model(name, input_size)
+            start = time.perf_counter()
+            converted = conversion.convert_modes(  # one export for every mode
+                keras_model, missing, calibration.synthetic_images(num_calibration, input_size))
+            write_atomically({paths[mode]: data for mode, data in converted.items()})
+            log(f"converted {name} ({', '.join(missing)}) in {time.perf_counter() - start:.0f} s")
+        if not (reuse_converted and cost_path.exists()):
+            result = profile(keras_model or build_model(name, input_size))
+            write_atomically({cost_path: json.dumps(
+                {"macs": result.macs, "params": result.params}) + "\n"})
+        cost = json.loads(cost_path.read_text())
+        entries += [Entry(name, mode, paths[mode].read_bytes(), cost["macs"], cost["params"])
+                    for mode in modes]
+    return entries
 
 
-def gpu_latency(
-    data: bytes, gpu_delegate: str | None, warmup: int, iterations: int, timeout_s: float = 600.0
-) -> dict[str, float] | str:
-    """Times `data` on the GPU in a subprocess; returns a summary or the failure reason."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model_path = Path(tmp) / "model.tflite"
-        model_path.write_bytes(data)
-        command = [
-            sys.executable,
-            "-c",
-            "import sys; from tflite.benchmark import _gpu_worker; "
-            "_gpu_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))",
-            str(model_path),
-            gpu_delegate or "",
-            str(warmup),
-            str(iterations),
-        ]
-        try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout_s, cwd=_repo_root()
-            )
-        except subprocess.TimeoutExpired:
-            return f"GPU run timed out after {timeout_s:.0f} s"
-    for line in result.stdout.splitlines():
-        if line.startswith("GPU_RESULT "):
-            payload = json.loads(line[len("GPU_RESULT ") :])
-            return payload.get("error") or payload["latency_ms"]
-    return _last_error_line(result.stderr) or f"GPU worker exited with code {result.returncode}"
+def time_entries(entries: Sequence[Entry], threads: Sequence[int], *, warmup: int,
+                 iterations: int, block: int, log: Callable[[str], None] = print) -> None:
+    """XNNPACK partitioning (1 thread) and interleaved latency at each thread count."""
+    for entry in entries:
+        entry.partitioning = xnnpack.partitioning(entry.data)
+    for count in threads:
+        runners = {e.key: latency.make_interpreter(e.data, count).invoke for e in entries}
+        log(f"timing {len(runners)} model(s) with {count} thread(s): {warmup} warm-up + "
+            f"{iterations} timed invokes each, interleaved in blocks of {block}")
+        samples = latency.time_interleaved(runners, warmup, iterations, block)
+        for entry in entries:
+            entry.latency_ms[count] = latency.summarize(samples[entry.key])
 
 
-def _gpu_worker(model_path: str, gpu_delegate: str, warmup: int, iterations: int) -> None:
-    """Subprocess body: runs a model on the GPU, prints `GPU_RESULT {json}`."""
-    try:
-        data = Path(model_path).read_bytes()
-        if gpu_delegate:
-            from ai_edge_litert.interpreter import Interpreter, load_delegate
-
-            delegate = load_delegate(gpu_delegate)
-            interpreter = Interpreter(model_content=data, experimental_delegates=[delegate])
-            interpreter.allocate_tensors()
-            rng = np.random.default_rng(0)
-            for detail in interpreter.get_input_details():
-                interpreter.set_tensor(detail["index"], _random_input(detail, rng))
-            run = interpreter.invoke
-        else:
-            from ai_edge_litert.compiled_model import CompiledModel
-            from ai_edge_litert.hardware_accelerator import HardwareAccelerator
-
-            model = CompiledModel.from_buffer(data, hardware_accel=HardwareAccelerator.GPU)
-            if not model.is_fully_accelerated():
-                raise RuntimeError("LiteRT GPU accelerator did not take the whole model")
-            inputs = model.create_input_buffers(0)
-            outputs = model.create_output_buffers(0)
-
-            def run() -> None:
-                model.run_by_index(0, inputs, outputs)
-
-        samples = time_interleaved({"gpu": run}, warmup, max(iterations, 1))["gpu"]
-        payload: dict[str, Any] = {"latency_ms": summarize(samples)}
-    except Exception as error:  # report any failure as the reason
-        payload = {"error": f"{type(error).__name__}: {_first_line(str(error))}"}
-    print("GPU_RESULT " + json.dumps(payload), flush=True)
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else text
-
-
-def _last_error_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if "error" in line.lower()]
-    return lines[-1] if lines else ""
-
-
-def _repo_root() -> str:
-    return str(Path(__file__).resolve().parents[1])
-
-
-def _gpu_reason_hint(reason: str) -> str:
-    if "no adapters" in reason.lower():
-        return (
-            "LiteRT's GPU accelerator (WebGPU) found no GPU adapter, i.e. no Vulkan device; "
-            f"{reason}"
-        )
-    return reason
-
-
-# --------------------------------------------------------------------------------------------
-# Per-op profile
-
-
-def single_op_models(data: bytes) -> list[tuple[inventory.OpInfo, bytes]]:
-    """Splits a `.tflite` model into one-op models (same tensors, constants and options).
-
-    Runtime inputs of each op become the one-op model's inputs; constants keep their buffers.
-    """
-    import flatbuffers
-
-    s = inventory._schema()
-    full = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    graph = full.subgraphs[0]
-    info = inventory.read_model(data)
-    models = []
-    for op_info, op in zip(info.ops, graph.operators, strict=True):
-        tensor_ids = [i for i in (*op.inputs, *op.outputs) if i >= 0]
-        remap = {old: new for new, old in enumerate(dict.fromkeys(tensor_ids))}
-        new = s.ModelT()
-        new.version = full.version
-        new.description = "single op"
-        new.operatorCodes = [full.operatorCodes[op.opcodeIndex]]
-        new.buffers = [s.BufferT()]
-        sub = s.SubGraphT()
-        sub.tensors = []
-        constants = set()
-        for old, new_index in remap.items():
-            tensor = graph.tensors[old]
-            copy = s.TensorT()
-            copy.shape = tensor.shape
-            copy.shapeSignature = tensor.shapeSignature
-            copy.type = tensor.type
-            copy.name = tensor.name
-            copy.quantization = tensor.quantization
-            buffer = full.buffers[tensor.buffer] if tensor.buffer > 0 else None
-            if buffer is not None and buffer.data is not None and len(buffer.data):
-                new.buffers.append(buffer)
-                constants.add(new_index)
-            else:
-                new.buffers.append(s.BufferT())
-            copy.buffer = len(new.buffers) - 1
-            sub.tensors.append(copy)
-        sub.inputs = [remap[i] for i in op.inputs if i >= 0 and remap[i] not in constants]
-        sub.outputs = [remap[i] for i in op.outputs if i >= 0]
-        copy_op = s.OperatorT()
-        copy_op.opcodeIndex = 0
-        copy_op.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
-        copy_op.outputs = [remap[i] for i in op.outputs]
-        copy_op.builtinOptionsType = op.builtinOptionsType
-        copy_op.builtinOptions = op.builtinOptions
-        sub.operators = [copy_op]
-        new.subgraphs = [sub]
-        builder = flatbuffers.Builder(1024)
-        builder.Finish(new.Pack(builder), file_identifier=b"TFL3")
-        models.append((op_info, bytes(builder.Output())))
-    return models
-
-
-def op_profile(
-    data: bytes, num_threads: int = 1, warmup: int = 3, iterations: int = 20
-) -> list[dict[str, Any]]:
-    """Times every op of a model alone (one-op models, XNNPACK); returns one row per op."""
-    rows = []
-    for op_info, op_model in single_op_models(data):
-        interpreter = make_interpreter(op_model, num_threads)
-        samples = time_interleaved({"op": interpreter.invoke}, warmup, iterations, block=iterations)
-        out_shape = list(op_info.outputs[0].shape) if op_info.outputs else []
-        rows.append(
-            {
-                "index": op_info.index,
-                "op": op_info.name,
-                "output_shape": out_shape,
-                "median_ms": summarize(samples["op"])["median"],
-            }
-        )
-    return rows
-
-
-def summarize_op_profile(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per op type: count, total median ms and share of the per-op sum."""
-    total = sum(row["median_ms"] for row in rows) or 1.0
-    table: dict[str, dict[str, float]] = {}
-    for row in rows:
-        entry = table.setdefault(row["op"], {"count": 0, "ms": 0.0})
-        entry["count"] += 1
-        entry["ms"] += row["median_ms"]
-    for entry in table.values():
-        entry["share"] = entry["ms"] / total
-    return dict(sorted(table.items(), key=lambda item: -item[1]["ms"]))
+def check_entries_on_gpu(entries: Sequence[Entry], *, iterations: int) -> str:
+    """Runs the fp32 (float32 arithmetic) and fp16 entries on the GPU; returns a status line."""
+    for mode in GPU_MODES:
+        group = [e for e in entries if e.mode == mode]
+        if group:
+            checks = gpu.check_all([e.data for e in group], enforce_f32=mode == "fp32",
+                                   iterations=iterations)
+            for entry, result in zip(group, checks, strict=True):
+                entry.gpu = result
+    checked = [e.gpu for e in entries if e.gpu]
+    if not checked:
+        return "GPU: no fp32/fp16 model to check"
+    if all(c.adapter is None for c in checked):
+        return f"GPU: no adapter ({checked[0].error}); run tools/install_software_gpu.sh"
+    adapter = next(c for c in checked if c.adapter).adapter_label
+    whole = sum(c.fully_delegated for c in checked)
+    return f"GPU: LiteRT GPU accelerator on {adapter}: {whole}/{len(checked)} fully delegated"
 
 
 # --------------------------------------------------------------------------------------------
 # Report
 
 
-def format_table(entries: Sequence[Entry], threads: Sequence[int], baseline: str = BASELINE) -> str:
-    """One table: model, mode, MACs, params, size, median (p90) per thread count, ratios."""
-    base = {e.mode: e for e in entries if e.name == baseline}
-    header = ["model", "mode", "MACs (M)", "params (M)", "size (MB)"]
-    header += [f"{t} thr median (p90) ms" for t in threads]
-    header += [f"x {DISPLAY_NAMES.get(baseline, baseline)} @{t}" for t in threads]
-    if any(e.gpu_ms for e in entries):
-        header.append("GPU median ms")
-    rows = []
-    for e in entries:
-        row = [
-            DISPLAY_NAMES.get(e.name, e.name),
-            e.mode,
-            f"{e.macs / 1e6:.1f}" if e.macs else "-",
-            f"{e.params / 1e6:.2f}" if e.params else "-",
-            f"{len(e.data) / 2**20:.2f}",
-        ]
-        for t in threads:
-            lat = e.latency_ms.get(t)
-            row.append(f"{lat['median']:.2f} ({lat['p90']:.2f})" if lat else "-")
-        for t in threads:
-            ref = base.get(e.mode)
-            if ref and t in ref.latency_ms and t in e.latency_ms:
-                row.append(f"{e.latency_ms[t]['median'] / ref.latency_ms[t]['median']:.2f}")
-            else:
-                row.append("n/a")
-        if "GPU median ms" in header:
-            row.append(f"{e.gpu_ms['median']:.2f}" if e.gpu_ms else "-")
-        rows.append(row)
+def _render(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+              for r in rows]
     return "\n".join(lines)
 
 
-def target_report(entries: Sequence[Entry], threads: int = 1) -> list[dict[str, Any]]:
-    """The issue's targets (fp32): GhostNet-1.0 <= 0.75x, GhostNet-1.3 <= 1.05x MNV3-Large."""
-    by_key = {(e.name, e.mode): e for e in entries}
-    base = by_key.get((BASELINE, "fp32"))
-    report = []
-    for name, limit in TARGETS.items():
-        entry = by_key.get((name, "fp32"))
-        if not base or not entry or threads not in entry.latency_ms:
+def format_table(entries: Sequence[Entry], threads: Sequence[int]) -> str:
+    """CPU table: cost, XNNPACK partitions, median (p90) per thread count and latency ratios."""
+    base = DISPLAY_NAMES[BASELINE]
+    header = ["model", "mode", "MACs (M)", "params (M)", "size (MB)", "XNNPACK partitions"]
+    header += [f"{t} thr ms" for t in threads]
+    header += [f"x {base} fp32 @{t}" for t in threads]
+    header += [f"x own fp32 @{t}" for t in threads]
+    rows = []
+    for e in entries:
+        outside = e.partitioning.undelegated_counts() if e.partitioning else {}
+        partitions = str(e.partitioning.partitions) if e.partitioning else "-"
+        if outside:
+            partitions += " (outside: " + ", ".join(f"{n} {op}" for op, n in outside.items()) + ")"
+        row = [e.display_name, e.mode, f"{e.macs / 1e6:.1f}" if e.macs else "-",
+               f"{e.params / 1e6:.2f}" if e.params else "-", f"{len(e.data) / 2**20:.2f}",
+               partitions]
+        for t in threads:
+            lat = e.latency_ms.get(t)
+            row.append(f"{lat['median']:.2f} ({lat['p90']:.2f})" if lat else "-")
+        for reference in (BASELINE, e.name):
+            for t in threads:
+                value = ratio(entries, e, reference, "fp32", t)
+                row.append("-" if value is None else f"{value:.2f}")
+        rows.append(row)
+    return _render(header, rows)
+
+
+def format_gpu_table(entries: Sequence[Entry]) -> str:
+    """GPU table: fully delegated or the refused ops, |GPU - CPU| / max |CPU|, latency."""
+    header = ["model", "mode", "GPU precision", "fully delegated", "|GPU-CPU| / max|CPU|",
+              "top-1 = CPU", "GPU median ms"]
+    rows = []
+    for e in entries:
+        check = e.gpu
+        if check is None:
+            if e.mode in conversion.INT8_MODES:
+                rows.append([e.display_name, e.mode, "-", "not a GPU format", "-", "-", "-"])
             continue
-        ratio = entry.latency_ms[threads]["median"] / base.latency_ms[threads]["median"]
-        report.append(
-            {
-                "model": name,
-                "threads": threads,
-                "ratio": ratio,
-                "target": limit,
-                "met": bool(ratio <= limit),
-            }
-        )
+        delegated = "yes" if check.fully_delegated else (
+            "no: " + (", ".join(check.fallback_ops) or check.error or "?"))
+        rows.append([
+            e.display_name, e.mode, check.precision, delegated,
+            "-" if check.relative_diff is None else f"{check.relative_diff:.1e}",
+            "-" if check.top1_agrees is None else ("yes" if check.top1_agrees else "NO"),
+            f"{check.latency_ms['median']:.1f}" if check.latency_ms else "-",
+        ])
+    return _render(header, rows)
+
+
+def target_report(entries: Sequence[Entry], threads: int = 1) -> list[dict[str, Any]]:
+    """Each target of `TARGETS` that this run measured: the ratio and whether it is met."""
+    report = []
+    for name, mode, reference, reference_mode, limit in TARGETS:
+        entry = next((e for e in entries if (e.name, e.mode) == (name, mode)), None)
+        value = ratio(entries, entry, reference, reference_mode, threads) if entry else None
+        if value is not None:
+            report.append({"model": name, "mode": mode, "reference": reference,
+                           "reference_mode": reference_mode, "threads": threads,
+                           "ratio": value, "target": limit, "met": bool(value <= limit)})
     return report
+
+
+def format_targets(report: Sequence[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"target {DISPLAY_NAMES[t['model']]} {t['mode']} / "
+        f"{DISPLAY_NAMES[t['reference']]} {t['reference_mode']} ({t['threads']} thread): "
+        f"{t['ratio']:.2f} <= {t['target']}: {'met' if t['met'] else 'MISSED'}"
+        for t in report
+    )
 
 
 def plot_latency_vs_macs(entries: Sequence[Entry], threads: Sequence[int], path: Path) -> Path:
@@ -504,7 +319,7 @@ def plot_latency_vs_macs(entries: Sequence[Entry], threads: Sequence[int], path:
     figure.tight_layout()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    tflite_convert.write_atomically({path: buffer.getvalue()})
+    write_atomically({path: buffer.getvalue()})
     return path
 
 
@@ -516,28 +331,42 @@ def _family(name: str) -> str:
     return "other"
 
 
+
+
+def _family(name: str) -> str:
+    if name.startswith("ghostnet"):
+        return "GhostNet"
+    if name.startswith("mobilenetv3"):
+        return "MobileNetV3"
+    return "other"
+
+
 def environment() -> dict[str, Any]:
-    """Versions and machine facts recorded with the results."""
-    import ai_edge_litert
+    """Versions and machine facts recorded with the results (CPU model and SIMD flags matter)."""
+    from importlib import metadata
 
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "processor": platform.processor() or None,
         "cpu_count": os.cpu_count(),
-        "ai_edge_litert": getattr(ai_edge_litert, "__version__", None),
     }
     try:
-        from importlib import metadata
-
-        info["ai_edge_litert"] = metadata.version("ai-edge-litert")
-        info["tensorflow"] = metadata.version("tensorflow")
-        info["keras"] = metadata.version("keras")
-    except Exception:  # pragma: no cover - metadata missing in odd installs
-        pass
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        info["cpu"] = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                           if line.startswith("model name"))
+        flags_line = next(line for line in cpuinfo.splitlines() if line.startswith("flags"))
+        wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16")
+        info["cpu_flags"] = [f for f in wanted if f in flags_line.split()]
+    except (OSError, StopIteration):  # not Linux
+        info["cpu"] = platform.processor() or None
+    for package in ("ai-edge-litert", "tensorflow", "keras"):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[package] = None
     try:
         info["loadavg"] = list(os.getloadavg())
-    except OSError:  # pragma: no cover
+    except OSError:
         pass
     return info
 
@@ -551,209 +380,105 @@ def run_benchmark(
     modes: Sequence[str],
     threads: Sequence[int],
     *,
+    output_dir: Path,
     input_size: int = 224,
     warmup: int = 10,
     iterations: int = 50,
     block: int = 5,
-    output_dir: Path,
     num_calibration: int = 20,
-    gpu: bool = True,
-    gpu_delegate: str | None = None,
+    gpu_iterations: int = 5,
     reuse_converted: bool = False,
-    extra_tflite: dict[str, Path] | None = None,
+    extra: dict[str, tuple[str, bytes]] | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[list[Entry], str]:
-    """Converts, times and returns the entries and the GPU status line."""
-    models_dir = output_dir / "models"
-    entries: list[Entry] = []
-    for name in models:
-        keras_model = None
-        paths = {mode: models_dir / f"{name}_{input_size}_{mode}.tflite" for mode in modes}
-        missing = [mode for mode in modes if not (reuse_converted and paths[mode].exists())]
-        if missing:
-            keras_model = build_model(name, input_size)
-            start = time.perf_counter()
-            converted = tflite_convert.convert_modes(  # one export for every mode
-                keras_model, missing,
-                tflite_convert.synthetic_images(num_calibration, input_size),
-            )
-            for mode, data in converted.items():
-                log(f"converted {name} {mode}: {len(data) / 2**20:.2f} MB")
-                tflite_convert.write_atomically({paths[mode]: data})
-            log(f"converted {name} in {time.perf_counter() - start:.0f} s")
-        for mode in modes:
-            path = paths[mode]
-            data = path.read_bytes()
-            macs = params = None
-            sidecar = path.with_suffix(".cost.json")
-            if sidecar.exists() and reuse_converted:
-                cost = json.loads(sidecar.read_text())
-                macs, params = cost.get("macs"), cost.get("params")
-            else:
-                if keras_model is None:
-                    keras_model = build_model(name, input_size)
-                from ghostnet_keras import profile
+    """Converts, times on the CPU, checks on the GPU (`gpu_iterations=0`: no GPU check).
 
-                result = profile(keras_model)
-                macs, params = result.macs, result.params
-                tflite_convert.write_atomically(
-                    {sidecar: json.dumps({"macs": macs, "params": params}).encode()}
-                )
-            entries.append(Entry(name, mode, data, macs, params))
-    for label, path in (extra_tflite or {}).items():
-        entries.append(Entry(label, "file", Path(path).read_bytes()))
-
-    for t in threads:
-        runners = {}
-        for entry in entries:
-            runners[entry.key] = make_interpreter(entry.data, t).invoke
-        log(
-            f"timing {len(runners)} model(s) with {t} thread(s): {warmup} warm-up + "
-            f"{iterations} timed invokes each, interleaved in blocks of {block}"
-        )
-        samples = time_interleaved(runners, warmup, iterations, block)
-        for entry in entries:
-            entry.latency_ms[t] = summarize(samples[entry.key])
-        del runners
-
-    gpu_status = "GPU: skipped (--nogpu)"
-    if gpu and entries:
-        reason = probe_gpu(entries[0].data, gpu_delegate)
-        if reason:
-            gpu_status = f"GPU: not available on this machine ({_gpu_reason_hint(reason)})"
-        else:
-            backend = gpu_delegate or "LiteRT GPU accelerator"
-            gpu_status = f"GPU: {backend}"
-            for entry in entries:
-                result = gpu_latency(entry.data, gpu_delegate, warmup, iterations)
-                if isinstance(result, dict):
-                    entry.gpu_ms = result
-                else:
-                    log(f"GPU run of {entry.key} failed: {result}")
-    return entries, gpu_status
+    `extra` adds prebuilt models, `{name: (mode, .tflite bytes)}`, timed with the others.
+    """
+    entries = convert_entries(models, modes, input_size=input_size, output_dir=output_dir,
+                              num_calibration=num_calibration, reuse_converted=reuse_converted,
+                              log=log)
+    entries += [Entry(name, mode, data) for name, (mode, data) in (extra or {}).items()]
+    time_entries(entries, threads, warmup=warmup, iterations=iterations, block=block, log=log)
+    status = "GPU: not checked"
+    if gpu_iterations:
+        log("checking the fp32/fp16 models on LiteRT's GPU accelerator")
+        status = check_entries_on_gpu(entries, iterations=gpu_iterations)
+    return entries, status
 
 
-def _define_flags() -> None:
-    from absl import flags
-
+def define_flags() -> None:
     flags.DEFINE_list("models", list(DEFAULT_MODELS), f"Models: {', '.join(DISPLAY_NAMES)}.")
-    flags.DEFINE_list("modes", ["fp32"], "Conversion modes: fp32, fp16, dynamic, int8.")
+    flags.DEFINE_list("modes", ["fp32", "fp16", "int8"], f"Modes: {', '.join(MODES)}.")
     flags.DEFINE_list("threads", ["1", "2", "4"], "XNNPACK thread counts (num_threads).")
     flags.DEFINE_integer("input_size", 224, "Input height and width.")
     flags.DEFINE_integer("warmup", 10, "Untimed invokes per model before timing.")
     flags.DEFINE_integer("iterations", 50, "Timed invokes per model and thread count.")
     flags.DEFINE_integer("block", 5, "Consecutive invokes of one model per interleaving round.")
     flags.DEFINE_integer("num_calibration", 20, "Synthetic calibration images for int8.")
+    flags.DEFINE_integer("gpu_iterations", 5, "Timed GPU runs per fp32/fp16 model; 0: no GPU.")
     flags.DEFINE_string("output_dir", "runs/tflite_benchmark", "Where results are written.")
-    flags.DEFINE_bool("gpu", True, "Probe and time a GPU path (CPU results are always given).")
-    flags.DEFINE_string(
-        "gpu_delegate", None, "Path of a classic TFLite GPU delegate .so (load_delegate)."
-    )
     flags.DEFINE_bool("reuse_converted", False, "Reuse .tflite files already in output_dir.")
-    flags.DEFINE_list("tflite", [], "Extra prebuilt models as name=path.tflite (mode 'file').")
-    flags.DEFINE_bool(
-        "profile_ops", False, "Per-op timing of each fp32 model (1 thread, one-op models)."
-    )
+    flags.DEFINE_bool("profile_ops", False, "Per-op timing of every model (1 thread).")
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
-
     del argv
     values = flags.FLAGS
     unknown = [m for m in values.models if m not in DISPLAY_NAMES]
-    if unknown:
-        raise SystemExit(f"error: unknown model(s) {unknown}; expected {list(DISPLAY_NAMES)}.")
-    bad_modes = [m for m in values.modes if m not in ("fp32", "fp16", "dynamic", "int8")]
-    if bad_modes:
-        raise SystemExit(f"error: unknown mode(s) {bad_modes}; qat_int8 needs a QAT model.")
+    bad_modes = [m for m in values.modes if m not in MODES]
+    if unknown or bad_modes:
+        raise app.UsageError(f"unknown model(s) {unknown} or mode(s) {bad_modes}; expected "
+                             f"{list(DISPLAY_NAMES)} and {list(MODES)}.")
     threads = [int(t) for t in values.threads]
-    extra = {}
-    for item in values.tflite:
-        label, _, path = item.partition("=")
-        if not path:
-            raise SystemExit(f"error: --tflite expects name=path, got {item!r}.")
-        extra[label] = Path(path)
     output_dir = Path(values.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    env_before = environment()
+    before = environment()
     entries, gpu_status = run_benchmark(
-        values.models,
-        values.modes,
-        threads,
-        input_size=values.input_size,
-        warmup=values.warmup,
-        iterations=values.iterations,
-        block=values.block,
-        output_dir=output_dir,
-        num_calibration=values.num_calibration,
-        gpu=values.gpu,
-        gpu_delegate=values.gpu_delegate,
-        reuse_converted=values.reuse_converted,
-        extra_tflite=extra,
+        values.models, values.modes, threads, output_dir=output_dir,
+        input_size=values.input_size, warmup=values.warmup, iterations=values.iterations,
+        block=values.block, num_calibration=values.num_calibration,
+        gpu_iterations=values.gpu_iterations, reuse_converted=values.reuse_converted,
     )
-    table = format_table(entries, threads)
+    table, gpu_table = format_table(entries, threads), format_gpu_table(entries)
     targets = target_report(entries)
-    print()
-    print(
-        f"LiteRT {env_before.get('ai_edge_litert')} XNNPACK, batch 1, "
-        f"{values.input_size}x{values.input_size}, {values.iterations} timed invokes after "
-        f"{values.warmup} warm-up; load average at start {env_before.get('loadavg')}"
-    )
+    print(f"\nLiteRT {before.get('ai-edge-litert')} XNNPACK, batch 1, {values.input_size}x"
+          f"{values.input_size}, {values.iterations} timed invokes after {values.warmup} "
+          f"warm-up; {before.get('cpu')} ({', '.join(before.get('cpu_flags', []))}); "
+          f"load average at start {before.get('loadavg')}")
     print(table)
-    print(gpu_status)
-    for target in targets:
-        print(
-            f"target {DISPLAY_NAMES[target['model']]}: {target['ratio']:.2f}x "
-            f"MobileNetV3-Large (fp32, {target['threads']} thread) <= {target['target']}: "
-            f"{'met' if target['met'] else 'MISSED'}"
-        )
-    op_profiles = {}
+    print(f"\n{gpu_status}\n{gpu_table}\n{format_targets(targets)}")
+    files: dict[Path, bytes | str] = {}
     if values.profile_ops:
+        profiles = {}
         for entry in entries:
-            if entry.mode != "fp32":
-                continue
-            rows = op_profile(entry.data, 1)
-            op_profiles[entry.name] = {"ops": rows, "by_type": summarize_op_profile(rows)}
-            total = sum(r["median_ms"] for r in rows)
-            print(
-                f"\nper-op profile {DISPLAY_NAMES.get(entry.name, entry.name)} (1 thread, "
-                f"sum of one-op medians {total:.2f} ms):"
-            )
-            for op, row in op_profiles[entry.name]["by_type"].items():
+            rows = latency.op_profile(entry.data, 1)
+            profiles[entry.key] = {"ops": rows, "by_type": latency.summarize_op_profile(rows)}
+            print(f"\nper-op profile {entry.display_name} {entry.mode} (1 thread, sum of one-op "
+                  f"medians {sum(r['median_ms'] for r in rows):.2f} ms):")
+            for op, row in profiles[entry.key]["by_type"].items():
                 print(f"  {op:<20} x{row['count']:<4} {row['ms']:7.2f} ms  {row['share']:6.1%}")
-        tflite_convert.write_atomically(
-            {output_dir / "op_profile.json": (json.dumps(op_profiles, indent=2) + "\n").encode()}
-        )
-    plot_path = plot_latency_vs_macs(entries, threads, output_dir / "latency_vs_macs.png")
+        files[output_dir / "op_profile.json"] = json.dumps(profiles, indent=2) + "\n"
     results = {
-        "settings": {
-            "models": values.models,
-            "modes": values.modes,
-            "threads": threads,
-            "input_size": values.input_size,
-            "warmup": values.warmup,
-            "iterations": values.iterations,
-            "block": values.block,
-            "batch": 1,
-        },
-        "environment": {**env_before, "loadavg_end": list(os.getloadavg())},
+        "settings": {"models": values.models, "modes": values.modes, "threads": threads,
+                     "input_size": values.input_size, "warmup": values.warmup,
+                     "iterations": values.iterations, "block": values.block, "batch": 1},
+        "environment": {**before, "loadavg_end": list(os.getloadavg())},
         "gpu": gpu_status,
         "baseline": BASELINE,
         "results": [e.to_dict() for e in entries],
         "targets": targets,
         "table": table,
+        "gpu_table": gpu_table,
     }
-    json_path = output_dir / "benchmark.json"
-    tflite_convert.write_atomically({json_path: (json.dumps(results, indent=2) + "\n").encode()})
-    print(f"wrote {json_path} and {plot_path}")
+    files[output_dir / "benchmark.json"] = json.dumps(results, indent=2) + "\n"
+    write_atomically(files)
+    plot = plot_latency_vs_macs(entries, threads, output_dir / "latency_vs_macs.png")
+    print(f"wrote {', '.join(str(p) for p in files)} and {plot}")
 
 
 def main_entry() -> None:
-    """Console-script entry point."""
-    from absl import app
-
-    _define_flags()
+    """Console-script entry point (`ghostnet-tflite-benchmark`)."""
+    define_flags()
     app.run(main)
 
 

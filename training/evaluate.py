@@ -1,9 +1,10 @@
 """Top-1 / top-5 accuracy of a model on a dataset's evaluation split.
 
     # the ported reference weights on ImageNet validation (expect 73.98% / 91.46%):
-    python -m training.evaluate --weights=imagenet --manual_dir=/data/imagenet
+    python -m ghostnet_keras.training.evaluate --weights=imagenet --manual_dir=/data/imagenet
     # a trained run:
-    python -m training.evaluate --model=runs/quickstart/model.keras --dataset=quickstart
+    python -m ghostnet_keras.training.evaluate --model=runs/quickstart/model.keras
+    --dataset=quickstart
 
 Evaluation preprocessing is the reference one (resize the shorter side to 256 with bicubic
 interpolation, centre crop 224, for `--image_size=224`), from the training input pipeline.
@@ -17,7 +18,7 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from training.onednn import prefer_onednn
+from ghostnet_keras.training.onednn import prefer_onednn
 
 FLAGS = flags.FLAGS
 
@@ -29,7 +30,9 @@ def define_flags() -> None:
     flags.DEFINE_string("weights", None,
                         "GhostNet weights instead of --model: 'imagenet' or a weights file.")
     flags.DEFINE_float("width", 1.0, "GhostNet width for --weights.")
-    flags.DEFINE_string("dataset", "imagenet2012", "Dataset name (see training.data.DATASETS).")
+    flags.DEFINE_string(
+        "dataset", "imagenet2012", "Dataset name (see ghostnet_keras.training.data.DATASETS)."
+    )
     flags.DEFINE_string("split", None, "Split (default: the dataset's evaluation split).")
     flags.DEFINE_integer("image_size", 224, "Evaluation crop size.")
     flags.DEFINE_integer("batch_size", 64, "Batch size.")
@@ -46,7 +49,7 @@ def evaluate_model(
     """Returns `{"top1": ..., "top5": ..., "examples": n}` of `model` on the eval split."""
     import numpy as np
 
-    from training import data
+    from ghostnet_keras.training import data
 
     info = data.dataset_info(dataset, data_dir=data_dir, manual_dir=manual_dir, folder=folder)
     split = split or info.eval_split

@@ -28,11 +28,11 @@ import keras
 import tensorflow as tf
 
 from ghostnet_keras.batch_norm import with_fused_batch_norm
-from ghostnet_keras.report import write_atomically
-from training import data
-from training.configs import TrainConfig
-from training.models import build_model
-from training.optimization import decayed_variables, make_optimizer
+from ghostnet_keras.files import write_atomically
+from ghostnet_keras.training import data
+from ghostnet_keras.training.configs import TrainConfig
+from ghostnet_keras.training.models import build_model
+from ghostnet_keras.training.optimization import decayed_variables, make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,12 +237,12 @@ class Trainer:
         return [row for row in json.loads(path.read_text()) if row["epoch"] < completed_epochs]
 
     def _write_history(self, history: list[dict]) -> None:
-        write_atomically(self._history_path(), json.dumps(history, indent=2) + "\n")
+        write_atomically({self._history_path(): json.dumps(history, indent=2) + "\n"})
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-        write_atomically(self.model_dir / "history.csv", buffer.getvalue())
+        write_atomically({self.model_dir / "history.csv": buffer.getvalue()})
 
     def _log(self, message: str) -> None:
         if self.chief:
@@ -257,7 +257,7 @@ class Trainer:
             self._log(f"resumed from {self.manager.latest_checkpoint}: epoch "
                       f"{int(self.epoch) + 1}, step {int(self.step_in_epoch)}")
         if self.chief:
-            write_atomically(self.model_dir / "config.json", config.to_json() + "\n")
+            write_atomically({self.model_dir / "config.json": config.to_json() + "\n"})
         history = self._load_history(int(self.epoch))
         writer = tf.summary.create_file_writer(str(self.model_dir / "tensorboard")) \
             if self.chief else tf.summary.create_noop_writer()

@@ -8,7 +8,7 @@ import keras
 
 import ghostnet_keras
 from ghostnet_keras import cifar
-from training.configs import TrainConfig
+from ghostnet_keras.training.configs import TrainConfig
 
 MODELS = ("ghostnet", "ghost_resnet50", "vgg16", "ghost_vgg16", "resnet56", "ghost_resnet56")
 

@@ -16,8 +16,10 @@ def prefer_onednn() -> None:
     TensorFlow enables oneDNN by default only on x86 CPUs with AVX-512 VNNI/BF16 or AMX; on
     others (AVX2-only CPUs) it runs its Eigen kernels, and a GhostNet training step on a 2-core
     AVX2 VM ran 1.8x to 2x slower (docs/benchmarks.md). TensorFlow reads
-    `TF_ENABLE_ONEDNN_OPTS` once, when it is imported, so the programs (`training.train`,
-    `training.evaluate`, `training.pipeline`) call this first. A value the user set wins
+    `TF_ENABLE_ONEDNN_OPTS` once, when it is imported, so the programs
+    (`ghostnet_keras.training.train`,
+    `ghostnet_keras.training.evaluate`, `ghostnet_keras.training.pipeline`) call this first. A
+    value the user set wins
     (`TF_ENABLE_ONEDNN_OPTS=0` turns oneDNN off). GPUs and TPUs are unaffected.
     """
     if "tensorflow" in sys.modules:

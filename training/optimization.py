@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from training.configs import TrainConfig
+from ghostnet_keras.training.configs import TrainConfig
 
 # Layers whose kernels are decayed; everything else (BN gamma/beta, biases) is not.
 DECAYED_LAYER_TYPES = (

