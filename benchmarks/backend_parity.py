@@ -4,7 +4,7 @@
 
 Loads each `ghostnet_XXX.safetensors` of the oracle (`../shared/reference` beside the
 checkout by default) into GhostNet on the active backend, runs the oracle's two 224 x 224
-images eagerly and prints one Markdown row: the backend and the max abs logit difference for
+images (`predict`) and prints one Markdown row: the backend and the max abs logit difference for
 widths 0.5, 1.0 and 1.3 (the README's backend table).
 """
 
@@ -32,7 +32,7 @@ def main() -> None:
         oracle = np.load(reference / f"ghostnet_{tag}_expected.npz")
         model = GhostNet(width=width, weights=reference / f"ghostnet_{tag}.safetensors",
                          classifier_activation=None)
-        logits = keras.ops.convert_to_numpy(model(oracle["images"], training=False))
+        logits = model.predict(oracle["images"], verbose=0)
         cells.append(f"{np.max(np.abs(logits - oracle['logits'])):.1e}")
     print(f"| {keras.backend.backend()} {keras.__version__} | " + " | ".join(cells) + " |")
 

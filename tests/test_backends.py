@@ -55,7 +55,7 @@ def run_worker(backend: str, job: str, folder: Path, **env: str) -> None:
     environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
     result = subprocess.run(
         [python, "-m", "tests.backend_worker", job, str(folder)], cwd=REPO_DIR,
-        env=environment, capture_output=True, text=True, timeout=600, check=False,
+        env=environment, capture_output=True, text=True, timeout=1200, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
