@@ -19,6 +19,7 @@ published ImageNet weights were trained with:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -251,6 +252,9 @@ def ghost_bottleneck(
     *,
     name: str,
     layers: ModuleType = keras.layers,
+    expand: Callable[..., Tensor] = ghost_module,
+    project: Callable[..., Tensor] = ghost_module,
+    downsample: Callable[..., Tensor] = depthwise_bn,
 ) -> Tensor:
     """Ghost bottleneck (G-bneck), the GhostNet block.
 
@@ -270,6 +274,9 @@ def ghost_bottleneck(
         name: prefix of the layer names (`{name}_ghost1_*`, `{name}_dw_*`, `{name}_se_*`,
             `{name}_ghost2_*`, `{name}_shortcut_*`, `{name}_add`).
         layers: the module providing the layer classes (`keras.layers` or `tf_keras.layers`).
+        expand, project, downsample: the block's parts: ghost1 (called like `ghost_module`),
+            ghost2 (likewise) and the stride-2 depthwise conv (called like `depthwise_bn`).
+            GhostNetV2/V3 swap them (see `ghostnet_keras.blocks_v2v3`).
 
     Returns:
         Output tensor with `out_channels` channels.
@@ -278,12 +285,12 @@ def ghost_bottleneck(
         raise ValueError(f"ghost_bottleneck `strides` must be 1 or 2, got {strides}.")
     in_channels = x.shape[-1]
     shortcut = x
-    x = ghost_module(x, mid_channels, activation=True, name=f"{name}_ghost1", layers=layers)
+    x = expand(x, mid_channels, activation=True, name=f"{name}_ghost1", layers=layers)
     if strides > 1:
-        x = depthwise_bn(x, kernel_size, strides, name=f"{name}_dw", layers=layers)
+        x = downsample(x, kernel_size, strides, name=f"{name}_dw", layers=layers)
     if se_ratio:
         x = squeeze_excite(x, se_ratio, name=f"{name}_se", layers=layers)
-    x = ghost_module(x, out_channels, activation=False, name=f"{name}_ghost2", layers=layers)
+    x = project(x, out_channels, activation=False, name=f"{name}_ghost2", layers=layers)
     if in_channels != out_channels or strides != 1:
         shortcut = depthwise_bn(
             shortcut, kernel_size, strides, name=f"{name}_shortcut_dw", layers=layers

@@ -5,8 +5,12 @@ Usage:
     ghostnet-convert --checkpoint=state_dict_73.98.pth --output=ghostnet_100.weights.h5
     python -m ghostnet_keras.convert --checkpoint=model.safetensors --width=1.3 \
         --output=ghostnet_130.keras
+    ghostnet-convert --model=ghostnetv2 --width=1.3 --checkpoint=model.safetensors \
+        --output=ghostnetv2_130.weights.h5
 
-The width must be that of the checkpoint; the number of classes is read from it. The output is
+The model (`ghostnet`, `ghostnetv2`, `ghostnetv3`) and width must be those of the checkpoint;
+the number of classes is read from it, and a GhostNetV3 checkpoint without parallel branches
+(timm's deploy form) is converted into the deploy form. The output is
 written to a temporary file and moved into place only after the weights loaded strictly.
 """
 
@@ -18,6 +22,8 @@ from pathlib import Path
 from absl import app, flags
 
 FLAGS = flags.FLAGS
+# `--model` value -> `build_ghostnet(version=...)`.
+MODELS = {"ghostnet": "v1", "ghostnetv2": "v2", "ghostnetv3": "v3"}
 
 
 def define_flags() -> None:
@@ -26,15 +32,19 @@ def define_flags() -> None:
     flags.DEFINE_string("checkpoint", None, "Reference checkpoint (.pth, .pt, .bin, .safetensors).")
     flags.DEFINE_string("output", None, "Output file: `.weights.h5` (weights) or `.keras` (model).")
     flags.DEFINE_float("width", 1.0, "Width multiplier of the checkpoint's GhostNet.")
+    flags.DEFINE_enum("model", "ghostnet", list(MODELS), "The checkpoint's GhostNet version.")
 
 
-def convert_checkpoint(checkpoint: str | Path, output: str | Path, width: float = 1.0) -> Path:
+def convert_checkpoint(
+    checkpoint: str | Path, output: str | Path, width: float = 1.0, model: str = "ghostnet"
+) -> Path:
     """Converts a reference checkpoint into a Keras `.weights.h5` or `.keras` file.
 
     Args:
         checkpoint: path to a checkpoint in the reference PyTorch layout.
         output: destination, ending with `.weights.h5` or `.keras`.
         width: width multiplier of the checkpoint's model.
+        model: `"ghostnet"`, `"ghostnetv2"` or `"ghostnetv3"`.
 
     Returns:
         The path written.
@@ -44,28 +54,36 @@ def convert_checkpoint(checkpoint: str | Path, output: str | Path, width: float 
         ValueError: for an unreadable checkpoint or a bad output name.
     """
     from ghostnet_keras.checkpoints import read_state_dict
-    from ghostnet_keras.ghostnet import GhostNet
+    from ghostnet_keras.ghostnet import create_ghostnet
     from ghostnet_keras.weights import (
         WeightsError,
         load_reference_state_dict,
+        timm_state_dict,
         write_weights_atomically,
     )
+
+    if model not in MODELS:
+        raise ValueError(f"`model` must be one of {tuple(MODELS)}; received {model!r}.")
 
     output = Path(output)
     if not output.name.endswith((".weights.h5", ".keras")):
         raise ValueError(f"--output must end with .weights.h5 or .keras; received {output}.")
-    state_dict = read_state_dict(checkpoint)
+    state_dict = timm_state_dict(read_state_dict(checkpoint))
     if "classifier.weight" not in state_dict:
         raise WeightsError(f"{checkpoint} has no tensor 'classifier.weight' (not a GhostNet).")
     classes = int(state_dict["classifier.weight"].shape[0])
-    model = GhostNet(width=width, classes=classes, input_shape=(None, None, 3))
-    load_reference_state_dict(model, state_dict, source=str(checkpoint))
-    return write_weights_atomically(model, output)
+    version = MODELS[model]
+    keras_model = create_ghostnet(
+        version, width=width, classes=classes, input_shape=(None, None, 3),
+        reparameterized=version == "v3" and not any("_rpr_" in key for key in state_dict),
+    )
+    load_reference_state_dict(keras_model, state_dict, source=str(checkpoint))
+    return write_weights_atomically(keras_model, output)
 
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    written = convert_checkpoint(FLAGS.checkpoint, FLAGS.output, FLAGS.width)
+    written = convert_checkpoint(FLAGS.checkpoint, FLAGS.output, FLAGS.width, FLAGS.model)
     print(f"wrote {written}")
 
 

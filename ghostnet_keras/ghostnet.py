@@ -15,6 +15,7 @@ import keras
 
 from ghostnet_keras import imagenet
 from ghostnet_keras.arguments import (
+    MIN_SIZE,
     image_input,
     model_inputs,
     normalization_layer,
@@ -23,6 +24,13 @@ from ghostnet_keras.arguments import (
     validate_weights_path,
 )
 from ghostnet_keras.blocks import conv_bn, ghost_bottleneck, make_divisible
+from ghostnet_keras.blocks_v2v3 import bottleneck_parts
+from ghostnet_keras.weights import (
+    IMAGENET_VARIANTS,
+    imagenet_variant,
+    is_training_form,
+    load_ghostnet_weights,
+)
 
 
 class BlockSpec(NamedTuple):
@@ -63,6 +71,8 @@ STEM_CHANNELS = 16
 TOP_CHANNELS = 960
 HEAD_CHANNELS = 1280
 DEFAULT_SIZE = 224
+# GhostNetV2/V3: the DFC gate average-pools the stride-32 map 2x2, so that map needs 2 pixels.
+ATTENTION_MIN_SIZE = 33
 
 # Output of each stride, as in timm's `features_only` GhostNet (stride 32 is the 960-channel
 # `top` conv, timm's `blocks.9`).
@@ -74,12 +84,14 @@ FEATURE_LAYERS = {
     32: "top_relu",
 }
 
-# The published ImageNet weights (timm `ghostnet_100.in1k`, ported from the official
-# `state_dict_73.98.pth`): 73.98% top-1 / 91.46% top-5.
-IMAGENET_WEIGHTS_URL = (
-    "https://huggingface.co/timm/ghostnet_100.in1k/resolve/main/model.safetensors"
-)
 IMAGENET_WIDTH = 1.0
+VERSIONS = ("v1", "v2", "v3")
+
+
+def variant_name(version: str, width: float) -> str:
+    """timm's name of a GhostNet, e.g. `("v2", 1.3)` -> `"ghostnetv2_130"`."""
+    return f"ghostnet{'' if version == 'v1' else version}_{_width_tag(width)}"
+
 
 BASE_DOCSTRING = """Instantiates the GhostNet{width_text} architecture.
 
@@ -144,14 +156,18 @@ def _validate_arguments(
     classes: int,
     classifier_activation: Any,
     dropout_rate: float,
+    version: str = "v1",
 ) -> None:
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
         raise ValueError(f"`width` must be a number > 0 (e.g. 0.5, 1.0, 1.3); received {width!r}.")
+    if version not in VERSIONS:
+        raise ValueError(f"`version` must be one of {VERSIONS}; received {version!r}.")
     validate_weights_path(weights, allowed=("imagenet",))
-    if weights == "imagenet" and abs(width - IMAGENET_WIDTH) > 1e-9:
+    if weights == "imagenet" and imagenet_variant(version, width) is None:
+        widths = [w for v, w in IMAGENET_VARIANTS if v == version]
         raise ValueError(
-            f"ImageNet weights exist only for width {IMAGENET_WIDTH}; received width={width}. "
-            "Use weights=None or a path to your own weights."
+            f"ImageNet weights exist only for width {' or '.join(map(str, widths))}; received "
+            f"width={width}. Use weights=None or a path to your own weights."
         )
     if weights == "imagenet" and include_top and classes != imagenet.NUM_CLASSES:
         raise ValueError(
@@ -175,11 +191,16 @@ def build_ghostnet(
     include_preprocessing: bool = True,
     name: str | None = None,
     keras_module: ModuleType = keras,
+    version: str = "v1",
+    reparameterized: bool = False,
 ) -> Any:
     """Builds the GhostNet graph (no weights, no validation) with a given Keras module.
 
-    The one definition of the architecture: `GhostNet` calls it with Keras 3, the QAT path with
-    `tf_keras`. Both produce the same layer names, so weights copy by name.
+    The one definition of the architecture: `GhostNet`, `GhostNetV2` and `GhostNetV3` call it
+    with Keras 3, the QAT path with `tf_keras`. Both produce the same layer names, so weights
+    copy by name. `version` (`"v1"`, `"v2"`, `"v3"`) picks the bottleneck parts of each block
+    (`ghostnet_keras.blocks_v2v3.bottleneck_parts`); `reparameterized` builds GhostNetV3's
+    deploy form.
     """
     layers = keras_module.layers
     img_input = image_input(input_tensor, input_shape, keras_module)
@@ -187,8 +208,11 @@ def build_ghostnet(
     if include_preprocessing:
         x = normalization_layer(layers)(x)
     x = conv_bn(x, make_divisible(STEM_CHANNELS * width), 3, strides=2, name="stem", layers=layers)
+    block_number = 0
     for stage_index, stage in enumerate(STAGES):
         for block_index, spec in enumerate(stage):
+            parts = bottleneck_parts(version, block_number, reparameterized)
+            block_number += 1
             x = ghost_bottleneck(
                 x,
                 mid_channels=make_divisible(spec.expansion * width),
@@ -198,6 +222,7 @@ def build_ghostnet(
                 se_ratio=spec.se_ratio,
                 name=f"block{stage_index}{chr(ord('a') + block_index)}",
                 layers=layers,
+                **parts,
             )
     x = conv_bn(x, make_divisible(TOP_CHANNELS * width), 1, name="top", layers=layers)
 
@@ -218,7 +243,64 @@ def build_ghostnet(
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
 
     inputs = model_inputs(input_tensor, img_input, keras_module)
-    return keras_module.Model(inputs, x, name=name or f"ghostnet_{_width_tag(width)}")
+    return keras_module.Model(inputs, x, name=name or variant_name(version, width))
+
+
+def create_ghostnet(
+    version: str = "v1",
+    width: float = 1.0,
+    include_top: bool = True,
+    weights: str | os.PathLike | None = None,
+    input_tensor: Any = None,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: Any = "softmax",
+    dropout_rate: float = 0.2,
+    include_preprocessing: bool = True,
+    name: str | None = None,
+    reparameterized: bool = False,
+) -> keras.Model:
+    """Validates the arguments, builds a GhostNet of any version and loads its weights."""
+    _validate_arguments(
+        width, include_top, weights, pooling, classes, classifier_activation, dropout_rate,
+        version,
+    )
+    input_shape = validate_input_shape(
+        input_shape, input_tensor, DEFAULT_SIZE,
+        needs_rgb=include_preprocessing or weights is not None,
+        min_size=MIN_SIZE if version == "v1" else ATTENTION_MIN_SIZE,
+    )
+    arguments = dict(
+        width=float(width),
+        include_top=include_top,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout_rate=dropout_rate,
+        include_preprocessing=include_preprocessing,
+        name=name,
+        version=version,
+    )
+    model = build_ghostnet(**arguments, reparameterized=reparameterized)
+    if weights is None:
+        return model
+    def build(**overrides: Any) -> keras.Model:  # this architecture, for the weight loaders
+        return build_ghostnet(**{**arguments, "input_tensor": None, "name": None, **overrides})
+
+    if reparameterized and is_training_form(weights):
+        # Training-form weights (e.g. the published ones): load them into the training form,
+        # then fuse its branches into this deploy-form model.
+        from ghostnet_keras.reparameterize import reparameterize
+
+        trained = build()
+        load_ghostnet_weights(trained, weights, version=version, width=float(width), build=build)
+        reparameterize(trained, into=model)
+    else:
+        load_ghostnet_weights(model, weights, version=version, width=float(width), build=build)
+    return model
 
 
 def GhostNet(
@@ -234,16 +316,11 @@ def GhostNet(
     include_preprocessing: bool = True,
     name: str | None = None,
 ) -> keras.Model:
-    _validate_arguments(
-        width, include_top, weights, pooling, classes, classifier_activation, dropout_rate
-    )
-    input_shape = validate_input_shape(
-        input_shape, input_tensor, DEFAULT_SIZE,
-        needs_rgb=include_preprocessing or weights is not None,
-    )
-    model = build_ghostnet(
-        width=float(width),
+    return create_ghostnet(
+        "v1",
+        width=width,
         include_top=include_top,
+        weights=weights,
         input_tensor=input_tensor,
         input_shape=input_shape,
         pooling=pooling,
@@ -253,14 +330,13 @@ def GhostNet(
         include_preprocessing=include_preprocessing,
         name=name,
     )
-    if weights is not None:
-        from ghostnet_keras.weights import load_ghostnet_weights
-
-        load_ghostnet_weights(model, weights, width=float(width))
-    return model
 
 
-def _fixed_width_constructor(width: float, public_name: str) -> Any:
+def fixed_width_constructor(
+    factory: Any, width: float, public_name: str, docstring: str
+) -> Any:
+    """A keras.applications-style constructor of `factory` (`GhostNet`...) at one width."""
+
     def constructor(
         include_top: bool = True,
         weights: str | os.PathLike | None = None,
@@ -272,8 +348,9 @@ def _fixed_width_constructor(width: float, public_name: str) -> Any:
         dropout_rate: float = 0.2,
         include_preprocessing: bool = True,
         name: str | None = None,
+        **kwargs: Any,
     ) -> keras.Model:
-        return GhostNet(
+        return factory(
             width=width,
             include_top=include_top,
             weights=weights,
@@ -285,11 +362,19 @@ def _fixed_width_constructor(width: float, public_name: str) -> Any:
             dropout_rate=dropout_rate,
             include_preprocessing=include_preprocessing,
             name=name,
+            **kwargs,
         )
 
     constructor.__name__ = constructor.__qualname__ = public_name
-    constructor.__doc__ = BASE_DOCSTRING.format(width_text=f" {width}x", width_arg="")
+    constructor.__doc__ = docstring
     return constructor
+
+
+def _fixed_width_constructor(width: float, public_name: str) -> Any:
+    return fixed_width_constructor(
+        GhostNet, width, public_name,
+        BASE_DOCSTRING.format(width_text=f" {width}x", width_arg=""),
+    )
 
 
 GhostNet.__doc__ = BASE_DOCSTRING.format(

@@ -60,6 +60,12 @@ import keras
 from absl import app, flags
 
 from ghostnet_keras.ghostnet import GhostNet050, GhostNet100, GhostNet130
+from ghostnet_keras.ghostnet_v2v3 import (
+    GhostNetV2_100,
+    GhostNetV2_130,
+    GhostNetV2_160,
+    GhostNetV3_100,
+)
 from ghostnet_keras.resnet import GhostResNet50
 
 __all__ = [
@@ -83,6 +89,10 @@ BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "GhostNet050": GhostNet050,
     "GhostNet100": GhostNet100,
     "GhostNet130": GhostNet130,
+    "GhostNetV2_100": GhostNetV2_100,
+    "GhostNetV2_130": GhostNetV2_130,
+    "GhostNetV2_160": GhostNetV2_160,
+    "GhostNetV3_100": GhostNetV3_100,
     "GhostResNet50": GhostResNet50,
     "ResNet50": keras.applications.ResNet50,
     "MobileNetV2": keras.applications.MobileNetV2,

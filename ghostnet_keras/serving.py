@@ -1,86 +1,12 @@
 """Exports a GhostNet (or any Keras image classifier) as a TensorFlow Serving model.
 
-The export is a SavedModel in `<export_base>/<version>/`, the layout TF Serving watches. It is
-written to a hidden temporary folder beside it (`<export_base>/.tmp-<version>-*`, which TF
-Serving ignores) and renamed into place once complete; an existing version is only replaced
-with `--overwrite` (`overwrite=True`).
-
-Usage:
-
-    ghostnet-export-serving --model=ghostnet_100.keras --export_base=/srv/models/ghostnet
-    python -m ghostnet_keras.serving --width=1.0 --weights=ghostnet_100.weights.h5 \
-        --export_base=/srv/models/ghostnet --version=2 --top_k=5
-
-The model must take float RGB in [0, 255] (GhostNet's `include_preprocessing=True`, the
-default) and output `[N, classes]` probabilities (`classifier_activation="softmax"`) or logits
-(`classifier_activation=None`, detected, or forced with `--outputs_are_logits`); a softmax is
-added to logits so that every export has the same contract:
-
-- signature `serving_default`: input `image_bytes`, `tf.string` `[N]` (JPEG, PNG, GIF or BMP
-  bytes; the images of a batch may differ in size). Each image is decoded to RGB and
-  preprocessed inside the graph by `ghostnet_keras.preprocessing.eval_preprocess`, the
-  reference evaluation transform: shorter side resized to `floor(image_size / 0.875)` (256 for
-  224; bicubic, antialiased, rounded like PIL), centre crop `image_size` (default 224).
-- signature `predict_images`: input `images`, `float32` `[N, H, W, 3]`, RGB in [0, 255],
-  already resized and cropped.
-- outputs of both (`OUTPUT_NAMES`): `probabilities` `float32` `[N, classes]`,
-  `top_k_indices` `int32` `[N, k]`, `top_k_scores` `float32` `[N, k]`, `top_k_labels`
-  `string` `[N, k]` (ImageNet class names for 1000 classes, `class_<i>` otherwise, or the
-  lines of `--labels`).
-- `assets.extra/tf_serving_warmup_requests` (TF Serving runs these `PredictionLog` records
-  when it loads the model) and `assets.extra/labels.txt`.
-
-Corrupt or empty image bytes fail the request with `INVALID_ARGUMENT` (HTTP 400) and a message
-naming the problem ("Unknown image file format", "image_bytes holds an empty string at batch
-index ...").
-
-Inspect an export:
-
-    saved_model_cli show --dir <export_base>/1 --all
-
-Serve it with Docker (the mount source must be an absolute path):
-
-    docker run -p 8501:8501 -p 8500:8500 \
-        --mount type=bind,source=<abs export_base>,target=/models/ghostnet \
-        -e MODEL_NAME=ghostnet tensorflow/serving
-
-or with the binary:
-
-    tensorflow_model_server --rest_api_port=8501 --port=8500 --model_name=ghostnet \
-        --model_base_path=<abs export_base>
-
-REST (`POST http://localhost:8501/v1/models/ghostnet:predict`): binary inputs are base64 in a
-`{"b64": ...}` object; the row format takes one object per image:
-
-    {"signature_name": "serving_default", "instances": [{"image_bytes": {"b64": "/9j/4AAQ..."}}]}
-
-for example
-
-    python -c 'import base64, json, sys; print(json.dumps({"signature_name": "serving_default",
-        "instances": [{"image_bytes": {"b64": base64.b64encode(open(p, "rb").read()).decode()}}
-                      for p in sys.argv[1:]]}))' cat.jpg dog.png > request.json
-    curl -X POST -d @request.json http://localhost:8501/v1/models/ghostnet:predict
-
-answers `{"predictions": [{"probabilities": [...], "top_k_indices": [...], "top_k_scores":
-[...], "top_k_labels": ["tabby", ...]}, ...]}` (one object per image; the columnar request
-`{"inputs": {"image_bytes": [{"b64": ...}]}}` answers `{"outputs": {...}}` instead).
-
-gRPC (port 8500, `pip install tensorflow-serving-api==2.21.0`):
-
-    import grpc
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(
-        grpc.insecure_channel("localhost:8500"))
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "ghostnet"
-    request.model_spec.signature_name = "serving_default"
-    with open("cat.jpg", "rb") as f:
-        request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([f.read()]))
-    response = stub.Predict(request, timeout=10.0)
-    labels = tf.make_ndarray(response.outputs["top_k_labels"])  # bytes, [N, k]
-    scores = tf.make_ndarray(response.outputs["top_k_scores"])
+`export_serving_model(model, export_base, version)` writes a SavedModel to
+`<export_base>/<version>/` through a hidden temporary folder renamed into place, with two
+signatures of one pinned contract: `serving_default` takes JPEG/PNG/GIF/BMP bytes
+(`image_bytes`, decoded and preprocessed in the graph by `ghostnet_keras.preprocessing`),
+`predict_images` takes float32 RGB 0-255 images; both return `OUTPUT_NAMES`. Warm-up requests
+and `labels.txt` go to `assets.extra/`. Command line: `ghostnet-export-serving`. The deployment
+guide (Docker, REST, gRPC) is docs/serving.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Loading weights into GhostNet: reference PyTorch checkpoints, Keras files and ImageNet.
 
 The reference layout is the `state_dict` of the official PyTorch GhostNet and of timm's
-`ghostnet_*` models (`conv_stem`, `bn1`, `blocks.{stage}.{index}.ghost1.primary_conv.0`, ...).
+`ghostnet_*` models (`conv_stem`, `bn1`, `blocks.{stage}.{index}.ghost1.primary_conv.0`, ...);
+GhostNetV2/V3 add timm's `ghostnetv2_*`/`ghostnetv3_*` keys (`ghost1.short_conv.{0-5}`,
+`ghost1.primary_rpr_conv.{i}.conv`, ...); the official V2/V3 repositories' keys are renamed as
+timm's `checkpoint_filter_fn` does.
 Loading is strict and all-or-nothing: every tensor is converted and checked before any is
 assigned, and a missing, unexpected or mis-shaped tensor raises an error that names it.
 """
@@ -12,7 +15,7 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,8 @@ import numpy as np
 
 REFERENCE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 KERAS_SUFFIXES = (".weights.h5", ".keras")
-IMAGENET_FILE = "ghostnet_100_in1k.safetensors"
-IMAGENET_CONVERTED_FILE = "ghostnet_100_imagenet.weights.h5"
+IMAGENET_FILE = "{variant}_in1k.safetensors"
+IMAGENET_CONVERTED_FILE = "{variant}_imagenet.weights.h5"
 DOWNLOAD_TIMEOUT_S = 60.0
 
 # Keras layer name (without the `block{s}{letter}_` prefix) -> reference module path.
@@ -44,6 +47,26 @@ _BLOCK_PARTS = {
     "shortcut_conv": "shortcut.2",
     "shortcut_bn": "shortcut.3",
 }
+# GhostNetV2/V3 parts (`ghostnet_keras.blocks_v2v3`), with the branch index where there is one.
+_BLOCK_PART_PATTERNS = tuple((re.compile(keras_part), reference) for keras_part, reference in (
+    (r"(ghost[12])_primary(\d+)_conv", r"\1.primary_rpr_conv.\2.conv"),
+    (r"(ghost[12])_primary(\d+)_bn", r"\1.primary_rpr_conv.\2.bn1"),
+    (r"(ghost[12])_cheap(\d+)_dwconv", r"\1.cheap_rpr_conv.\2.conv"),
+    (r"(ghost[12])_cheap(\d+)_bn", r"\1.cheap_rpr_conv.\2.bn1"),
+    (r"(ghost[12])_cheap_scale_dwconv", r"\1.cheap_rpr_scale.conv"),
+    (r"(ghost[12])_cheap_scale_bn", r"\1.cheap_rpr_scale.bn1"),
+    (r"(ghost[12])_cheap_skip_bn", r"\1.cheap_rpr_skip"),
+    (r"(ghost1)_short_conv", r"\1.short_conv.0"),
+    (r"(ghost1)_short_bn", r"\1.short_conv.1"),
+    (r"(ghost1)_short_hdwconv", r"\1.short_conv.2"),
+    (r"(ghost1)_short_hbn", r"\1.short_conv.3"),
+    (r"(ghost1)_short_vdwconv", r"\1.short_conv.4"),
+    (r"(ghost1)_short_vbn", r"\1.short_conv.5"),
+    (r"dw(\d+)_dwconv", r"dw_rpr_conv.\1.conv"),
+    (r"dw(\d+)_bn", r"dw_rpr_conv.\1.bn1"),
+    (r"dw_scale_dwconv", r"dw_rpr_scale.conv"),
+    (r"dw_scale_bn", r"dw_rpr_scale.bn1"),
+))
 _TOP_LEVEL = {
     "stem_conv": "conv_stem",
     "stem_bn": "bn1",
@@ -54,6 +77,33 @@ _TOP_LEVEL = {
 }
 _BLOCK_NAME = re.compile(r"block(\d+)([a-z])_(\w+)")
 _BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
+
+
+# The published ImageNet weights (timm `ghostnet_100.in1k`, ported from the official
+# `state_dict_73.98.pth`): 73.98% top-1 / 91.46% top-5.
+HUB_URL = "https://huggingface.co/timm/{variant}.in1k/resolve/main/model.safetensors"
+IMAGENET_WEIGHTS_URL = HUB_URL.format(variant="ghostnet_100")
+# The timm models with published ImageNet-1k weights, by (version, width).
+IMAGENET_VARIANTS = {
+    ("v1", 1.0): "ghostnet_100",
+    ("v2", 1.0): "ghostnetv2_100",
+    ("v2", 1.3): "ghostnetv2_130",
+    ("v2", 1.6): "ghostnetv2_160",
+    ("v3", 1.0): "ghostnetv3_100",
+}
+
+
+def imagenet_variant(version: str, width: float) -> str | None:
+    """The timm variant with ImageNet weights for this version and width, or `None`."""
+    for (known_version, known_width), variant in IMAGENET_VARIANTS.items():
+        if known_version == version and abs(width - known_width) < 1e-9:
+            return variant
+    return None
+
+
+def imagenet_weights_url(variant: str) -> str:
+    """The hub URL of a variant's `model.safetensors`."""
+    return IMAGENET_WEIGHTS_URL if variant == "ghostnet_100" else HUB_URL.format(variant=variant)
 
 
 class WeightsError(ValueError):
@@ -69,10 +119,59 @@ def reference_module_path(layer_name: str) -> str | None:
     if layer_name in _TOP_LEVEL:
         return _TOP_LEVEL[layer_name]
     match = _BLOCK_NAME.fullmatch(layer_name)
-    if match is None or match.group(3) not in _BLOCK_PARTS:
+    if match is None:
         return None
     stage, letter, part = match.groups()
-    return f"blocks.{stage}.{ord(letter) - ord('a')}.{_BLOCK_PARTS[part]}"
+    if part in _BLOCK_PARTS:
+        reference = _BLOCK_PARTS[part]
+    else:
+        found = [(p, r) for p, r in _BLOCK_PART_PATTERNS if p.fullmatch(part)]
+        if not found:
+            return None
+        pattern, template = found[0]
+        reference = pattern.fullmatch(part).expand(template)
+    return f"blocks.{stage}.{ord(letter) - ord('a')}.{reference}"
+
+
+def timm_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """Renames an official GhostNetV2/V3 `state_dict` to timm's keys (timm's filter).
+
+    The official V3 code names the BN of its conv-BN branches `bn` (timm: `bn1`), and
+    checkpoints saved with a FLOPs counter carry `total_ops`/`total_params` entries, which are
+    dropped. timm's own keys pass unchanged.
+    """
+    renamed = {}
+    for key, value in state_dict.items():
+        if "total" in key:
+            continue
+        if "bn." in key and (".ghost" in key or ".dw_rpr_" in key):
+            key = key.replace("bn.", "bn1.")
+        renamed[key] = value
+    return renamed
+
+
+def is_training_form(weights: str | os.PathLike) -> bool:
+    """Whether `weights` holds GhostNetV3 training-form tensors (`*_rpr_*` branches).
+
+    `"imagenet"` is the published (training-form) weights; Keras files are looked up by their
+    layer names, reference files by their keys.
+    """
+    if weights == "imagenet":
+        return True
+    path = os.fspath(weights)
+    name = Path(path).name.lower()
+    if name.endswith(REFERENCE_SUFFIXES):
+        from ghostnet_keras.checkpoints import read_state_dict
+
+        return any("_rpr_" in key for key in read_state_dict(path))
+    if name.endswith(".weights.h5"):
+        import h5py
+
+        found = []
+        with h5py.File(path, "r") as handle:
+            handle.visit(lambda key: found.append(key) if "_primary0_" in key else None)
+        return bool(found)
+    return False
 
 
 def _reference_tensors(layer: keras.layers.Layer, path: str) -> list[tuple[str, tuple, Any]]:
@@ -209,7 +308,13 @@ def copy_weights_by_name(source: Any, target: Any) -> None:
         layer.set_weights(values)
 
 
-def _load_keras_weights_file(model: keras.Model, path: str, width: float | None) -> None:
+ModelBuilder = Callable[..., keras.Model]
+"""Builds a new model of the caller's architecture; keyword arguments override those of
+`build_ghostnet` (e.g. `include_top=True, classes=10`). The loaders take one instead of importing
+the model module, which imports them."""
+
+
+def _load_keras_weights_file(model: keras.Model, path: str, build: ModelBuilder | None) -> None:
     if any(layer.name == "predictions" for layer in model.layers):
         load_keras_weights(model, path)
         return
@@ -221,17 +326,13 @@ def _load_keras_weights_file(model: keras.Model, path: str, width: float | None)
             lambda _, obj: kernels.append(obj.shape)
             if isinstance(obj, h5py.Dataset) and obj.ndim == 2 else None
         )
-    if len(kernels) != 1 or width is None:
+    if len(kernels) != 1 or build is None:
         raise WeightsError(
-            f"{path} does not hold a GhostNet with a classifier, or the width is unknown; "
-            "load it into a model built with include_top=True."
+            f"{path} does not hold a GhostNet with a classifier, or the architecture is "
+            "unknown; load it into a model built with include_top=True."
         )
-    from ghostnet_keras.ghostnet import build_ghostnet
-
-    full = build_ghostnet(
-        width=width, include_top=True, input_shape=(None, None, 3), classes=kernels[0][1],
-        include_preprocessing=False,
-    )
+    full = build(include_top=True, input_shape=(None, None, 3), classes=kernels[0][1],
+                 include_preprocessing=False)
     try:
         full.load_weights(path)
     except ValueError as error:
@@ -259,12 +360,18 @@ def load_keras_weights(model: keras.Model, path: str | os.PathLike) -> None:
 
 
 def load_ghostnet_weights(
-    model: keras.Model, weights: str | os.PathLike, width: float | None = None
+    model: keras.Model,
+    weights: str | os.PathLike,
+    *,
+    version: str = "v1",
+    width: float | None = None,
+    build: ModelBuilder | None = None,
 ) -> None:
     """Loads `weights` (`"imagenet"` or a file path) into a GhostNet model.
 
-    `width` (the model's width multiplier) is needed only to load a full-model `.weights.h5`
-    file into a model without top.
+    `version` and `width` name the published weights for `"imagenet"`; `build` (a new model of
+    the same architecture, see `ModelBuilder`) is needed to load a full-model `.weights.h5` into
+    a model without top and to convert the ImageNet download once.
 
     Supported files: `.weights.h5` and `.keras` (Keras), `.safetensors`, `.pth`, `.pt`, `.bin`,
     `.ckpt` (reference PyTorch layout, read without PyTorch).
@@ -274,15 +381,18 @@ def load_ghostnet_weights(
         ValueError: for an unsupported file type or an unreadable file.
     """
     if weights == "imagenet":
-        weights = imagenet_weights_path()
+        variant = imagenet_variant(version, 1.0 if width is None else width)
+        if variant is None or build is None:
+            raise ValueError(f"No ImageNet weights for GhostNet {version} width {width}.")
+        weights = imagenet_weights_path(variant, build)
     path = os.fspath(weights)
     name = Path(path).name.lower()
     if name.endswith(REFERENCE_SUFFIXES):
         from ghostnet_keras.checkpoints import read_state_dict
 
-        load_reference_state_dict(model, read_state_dict(path), source=path)
+        load_reference_state_dict(model, timm_state_dict(read_state_dict(path)), source=path)
     elif name.endswith(".weights.h5"):
-        _load_keras_weights_file(model, path, width)
+        _load_keras_weights_file(model, path, build)
     elif name.endswith(".keras"):
         load_keras_weights(model, path)
     else:
@@ -316,38 +426,40 @@ def write_weights_atomically(model: keras.Model, output: str | os.PathLike) -> P
     return output
 
 
-def imagenet_weights_path() -> Path:
-    """Returns the converted ImageNet weights, downloading and converting them once.
+def imagenet_weights_path(variant: str, build: ModelBuilder) -> Path:
+    """Returns the converted ImageNet weights of a timm variant, downloading them once.
 
-    Downloads timm's `ghostnet_100.in1k` `model.safetensors` from the Hugging Face hub with
-    `keras.utils.get_file` into the Keras cache (`$KERAS_HOME/models`, default
-    `~/.keras/models`), converts it to `ghostnet_100_imagenet.weights.h5` beside it and reuses
-    that file afterwards.
+    Downloads timm's `{variant}.in1k` `model.safetensors` (e.g. `ghostnet_100`,
+    `ghostnetv2_130`, `ghostnetv3_100`) from the Hugging Face hub with `keras.utils.get_file`
+    into the Keras cache (`$KERAS_HOME/models`, default `~/.keras/models`) as
+    `{variant}_in1k.safetensors`, converts it to `{variant}_imagenet.weights.h5` beside it and
+    reuses that file afterwards (GhostNetV3: the training form).
 
     Raises:
         RuntimeError: when the download fails (no network), with what to do instead.
     """
-    from ghostnet_keras import ghostnet
-
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     cache_dir = keras_home / "models"
-    converted = cache_dir / IMAGENET_CONVERTED_FILE
+    converted = cache_dir / IMAGENET_CONVERTED_FILE.format(variant=variant)
     if converted.exists():
         return converted
-    url = ghostnet.IMAGENET_WEIGHTS_URL
+    url = imagenet_weights_url(variant)
+    hub_file = IMAGENET_FILE.format(variant=variant)
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         downloaded = keras.utils.get_file(
-            IMAGENET_FILE, url, cache_dir=str(keras_home), cache_subdir="models"
+            hub_file, url, cache_dir=str(keras_home), cache_subdir="models"
         )
     except Exception as error:  # get_file raises a bare Exception on network errors.
         raise RuntimeError(
             f"Could not download the GhostNet ImageNet weights from {url} ({error}). Without "
             f"network access, download that file elsewhere, then either place it at "
-            f"{cache_dir / IMAGENET_FILE} or pass its path: GhostNet(weights='model.safetensors')."
+            f"{cache_dir / hub_file} or pass its path: GhostNet(weights='model.safetensors')."
         ) from error
     finally:
         socket.setdefaulttimeout(previous_timeout)
-    model = ghostnet.GhostNet(width=ghostnet.IMAGENET_WIDTH, weights=downloaded)
+    model = build(include_top=True, classes=1000, input_shape=(None, None, 3),
+                  include_preprocessing=True)  # the full model in training form
+    load_ghostnet_weights(model, downloaded)
     return write_weights_atomically(model, converted)

@@ -174,6 +174,7 @@ def quickstart_dir(tmp_path_factory) -> str:
 def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp_path) -> None:
     import tensorflow as tf
 
+    from ghostnet_keras.tflite import inventory
     from ghostnet_keras.tflite.conversion import signature_with_batch
     from ghostnet_keras.tflite.verify import float_compute_ops
     from ghostnet_keras.tflite.xnnpack import partitioning
@@ -207,9 +208,14 @@ def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp
     assert counts["CONV_2D"] == 54 and counts["DEPTHWISE_CONV_2D"] == 42
     assert counts["MUL"] == len(SE_GATES) and counts["ADD"] == 16
     assert not {"RELU", "MINIMUM", "MAXIMUM", "RELU_0_TO_1", "LOGISTIC"} & set(counts)
-    # XNNPACK takes the whole graph but the int8 SOFTMAX of the head (the last op).
+    # XNNPACK takes the whole network in one partition; only the head's int8 SOFTMAX (XNNPACK
+    # has no int8 softmax) runs outside, followed by a one-op partition for the output's
+    # DEQUANTIZE. No squeeze-excite op leaves the delegate.
     placement = partitioning(tflite_bytes)
-    assert placement.partitions == 1 and placement.undelegated_counts() in ({}, {"SOFTMAX": 1})
+    assert placement.undelegated_counts() == {"SOFTMAX": 1}, placement
+    assert placement.partitions == 2
+    (index, _), = placement.undelegated
+    assert index == len(inventory.read_model(tflite_bytes).ops) - 2  # SOFTMAX, DEQUANTIZE
 
     from ai_edge_litert.interpreter import Interpreter
 

@@ -340,16 +340,6 @@ def test_int8_cli_calibrates_a_non_square_ghostnet_from_a_folder(tmp_path: Path)
     assert json.loads(output.with_suffix(".json").read_text())["gpu"] is None
 
 
-@pytest.mark.slow
-def test_quickstart_representative_images() -> None:
-    pytest.importorskip(
-        "ghostnet_keras.training.data", reason="the project's data pipeline is not available"
-    )
-    images = list(calibration.quickstart_images(2, 48)())
-    assert len(images) == 2 and images[0].shape == (48, 48, 3)
-    assert float(images[0].max()) > 1.5  # RGB 0-255, not normalised
-
-
 # ---------------------------------------------------------------------------------------------
 # Command lines
 

@@ -14,7 +14,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from ghostnet_keras import GhostNet
-from ghostnet_keras import ghostnet as ghostnet_module
+from ghostnet_keras import weights as weights_module
 from ghostnet_keras.convert import convert_checkpoint
 from ghostnet_keras.weights import WeightsError, load_ghostnet_weights, reference_module_path
 
@@ -206,7 +206,7 @@ def test_converter_fails_cleanly_and_writes_nothing(reference_dir: Path, tmp_pat
 
 def test_imagenet_download_failure_is_fast_and_clear(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(ghostnet_module, "IMAGENET_WEIGHTS_URL",
+    monkeypatch.setattr(weights_module, "IMAGENET_WEIGHTS_URL",
                         "http://127.0.0.1:9/ghostnet_100/model.safetensors")
     start = time.monotonic()
     with pytest.raises(RuntimeError, match="Could not download the GhostNet ImageNet weights"):

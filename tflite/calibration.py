@@ -1,4 +1,4 @@
-"""Representative (calibration) images for int8 conversion: synthetic, a folder, quickstart.
+"""Representative (calibration) images for int8 conversion: from a folder, or synthetic.
 
 Every source yields float32 RGB images in [0, 255] at the model's input height and width (what
 GhostNet takes: it normalises inside the model), square or not.
@@ -137,83 +137,10 @@ def folder_images(
     return generate
 
 
-def quickstart_images(
-    num_images: int = 100, size: int | tuple[int, int] = 224
-) -> RepresentativeData:
-    """Calibration images from the project's data pipeline
-    (`ghostnet_keras.training.data.build_dataset`).
-
-    Imported lazily: the pipeline is optional. Reads the evaluation split of the `quickstart`
-    dataset (`ghostnet_keras.training.data.dataset_info("quickstart").eval_split`) with
-    `build_dataset("quickstart", split, image_size=..., batch_size=1, training=False)`, whose
-    images are float32 RGB in [0, 255] (what GhostNet takes: it normalises internally).
-
-    Raises:
-        RepresentativeDataError: when the pipeline is not available or yields unusable images.
-    """
-    try:
-        from ghostnet_keras.training import data as training_data
-    except ImportError as error:
-        raise RepresentativeDataError(
-            "--representative=quickstart needs the project's data pipeline "
-            "`ghostnet_keras.training.data.build_dataset`, which cannot be imported "
-            f"({error}). Use "
-            "--representative=<image folder> (real images) or --representative=random "
-            "(synthetic images, smoke tests only)."
-        ) from error
-    build_dataset = getattr(training_data, "build_dataset", None)
-    if build_dataset is None:
-        raise RepresentativeDataError("ghostnet_keras.training.data has no build_dataset().")
-    height, width = (size, size) if isinstance(size, int) else size
-
-    def generate() -> Iterator[np.ndarray]:
-        try:
-            info = getattr(training_data, "dataset_info", None)
-            split = info("quickstart").eval_split if info else "test"
-            dataset = build_dataset(
-                "quickstart", split, image_size=max(height, width), batch_size=1, training=False
-            )
-        except Exception as error:
-            raise RepresentativeDataError(
-                f"ghostnet_keras.training.data.build_dataset('quickstart', ...) failed: {error}"
-            ) from error
-        count = 0
-        for element in dataset:
-            images = _images_of(element)
-            for image in images.reshape((-1, *images.shape[-3:])):
-                if image.shape[:2] != (height, width):
-                    image = eval_crop(image, (height, width))
-                if count == 0 and (image.max() <= 1.5 or image.min() < -1e-3):
-                    raise RepresentativeDataError(
-                        "The quickstart pipeline yields images in "
-                        f"[{image.min():.3g}, {image.max():.3g}], not RGB 0-255: the model "
-                        "normalises internally, calibrating on normalised images would be wrong."
-                    )
-                yield image
-                count += 1
-                if count >= num_images:
-                    return
-
-    return generate
-
-
-def _images_of(element: Any) -> np.ndarray:
-    if isinstance(element, dict):
-        for key in ("image", "images", "input", "inputs"):
-            if key in element:
-                return np.asarray(element[key], np.float32)
-        raise RepresentativeDataError(f"Dataset element has no image key: {sorted(element)}.")
-    if isinstance(element, (tuple, list)):
-        element = element[0]
-    return np.asarray(element, np.float32)
-
-
 def representative_source(
     spec: str, num_images: int = 100, size: int | tuple[int, int] = 224
 ) -> RepresentativeData:
-    """`quickstart`, `random` (synthetic images) or an image folder path -> representative data."""
-    if spec == "quickstart":
-        return quickstart_images(num_images, size)
+    """`random` (synthetic images) or an image folder path -> representative data."""
     if spec == "random":
         return synthetic_images(num_images, size)
     return folder_images(spec, num_images, size)

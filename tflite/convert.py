@@ -52,8 +52,8 @@ def define_flags() -> None:
     )
     flags.DEFINE_string(
         "representative", None,
-        "Calibration images for int8: an image folder, 'quickstart' (the project's data "
-        "pipeline) or 'random' (synthetic, smoke tests only).",
+        "Calibration images for int8: an image folder (real images, e.g. a few hundred from "
+        "the training set) or 'random' (synthetic, smoke tests only).",
     )
     flags.DEFINE_integer("num_calibration", 100, "Number of calibration images.")
     flags.DEFINE_integer(

@@ -30,54 +30,67 @@ def _run_one(entry: dict[str, Any], enforce_f32: bool, warmup: int, iterations: 
         gpu_options=GpuOptions(enforce_f32=enforce_f32),
     )
     started = time.perf_counter()
-    model = CompiledModel.from_file(entry["path"], options=options)
+    try:
+        model = CompiledModel.from_file(entry["path"], options=options)
+    except Exception as error:  # the GPU refused the model
+        return {"compiled": False, "error": f"{type(error).__name__}: {error}".strip()}
     result: dict[str, Any] = {
         "compiled": True,
         "fully_accelerated": bool(model.is_fully_accelerated()),
         "compile_s": time.perf_counter() - started,
     }
-    if not entry.get("inputs"):
-        return result
+    try:
+        if entry.get("inputs"):
+            result.update(_run(model, entry, warmup, iterations))
+    except Exception as error:  # compiled, but running failed
+        result["error"] = f"{type(error).__name__}: {error}".strip()
+    finally:
+        model.close()
+    return result
+
+
+def _run(model: Any, entry: dict[str, Any], warmup: int, iterations: int) -> dict[str, Any]:
+    """Runs the model on the request's inputs, saves the outputs, times the runs.
+
+    A timed run includes reading the outputs back: the GPU works asynchronously, and the read
+    waits for it.
+    """
     signatures = model.get_signature_list()
     key = next(iter(signatures))
     feeds = dict(np.load(entry["inputs"]))
-    input_names = signatures[key]["inputs"]
-    output_names = signatures[key]["outputs"]
     inputs = model.create_input_buffers(0)
     outputs = model.create_output_buffers(0)
-    for name, buffer in zip(input_names, inputs, strict=True):
+    for name, buffer in zip(signatures[key]["inputs"], inputs, strict=True):
         buffer.write(feeds[name])
-    model.run_by_index(0, inputs, outputs)
     details = model.get_output_tensor_details(key)
-    arrays = {}
-    for name, buffer in zip(output_names, outputs, strict=True):
-        detail = details[name]
-        count = int(np.prod(detail["shape"]))
-        arrays[name] = buffer.read(count, np.dtype(detail["dtype"])).reshape(detail["shape"])
-    np.savez(entry["outputs"], **arrays)
+
+    def run() -> dict[str, np.ndarray]:
+        model.run_by_index(0, inputs, outputs)
+        arrays = {}
+        for name, buffer in zip(signatures[key]["outputs"], outputs, strict=True):
+            detail = details[name]
+            count = int(np.prod(detail["shape"]))
+            arrays[name] = buffer.read(count, np.dtype(detail["dtype"])).reshape(detail["shape"])
+        return arrays
+
+    np.savez(entry["outputs"], **run())
     samples = []
     for step in range(warmup + iterations):
         started = time.perf_counter()
-        model.run_by_index(0, inputs, outputs)
+        run()
         if step >= warmup:
             samples.append((time.perf_counter() - started) * 1e3)
-    if samples:
-        result["latency_ms"] = {
-            "median": float(np.median(samples)),
-            "min": float(np.min(samples)),
-            "iterations": len(samples),
-        }
-    return result
+    if not samples:
+        return {}
+    return {"latency_ms": {"median": float(np.median(samples)), "min": float(np.min(samples)),
+                           "iterations": len(samples)}}
 
 
 def main(request_path: str) -> None:
     request = json.loads(Path(request_path).read_text())
     for entry in request["models"]:
-        try:
-            result = _run_one(entry, request.get("enforce_f32", False),
-                              request.get("warmup", 0), request.get("iterations", 0))
-        except Exception as error:  # reported per model: one failure must not hide the rest
-            result = {"compiled": False, "error": f"{type(error).__name__}: {error}".strip()}
+        result = _run_one(entry, request.get("enforce_f32", False),
+                          request.get("warmup", 0), request.get("iterations", 0))
         print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 

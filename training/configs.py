@@ -20,7 +20,7 @@ class TrainConfig:
 
     recipe: str
     # Model
-    model: str = "ghostnet"  # ghostnet | ghost_resnet50 | vgg16 | ghost_vgg16 | resnet56 | ...
+    model: str = "ghostnet"  # ghostnet | ghostnetv2 | ghostnetv3 | ghost_resnet50 | vgg16 | ...
     width: float = 1.0
     ratio: int = 2  # s, for the Ghost CIFAR/ResNet models
     dw_size: int = 3  # d, for the Ghost CIFAR/ResNet models

@@ -10,7 +10,10 @@ import ghostnet_keras
 from ghostnet_keras import cifar
 from ghostnet_keras.training.configs import TrainConfig
 
-MODELS = ("ghostnet", "ghost_resnet50", "vgg16", "ghost_vgg16", "resnet56", "ghost_resnet56")
+MODELS = ("ghostnet", "ghostnetv2", "ghostnetv3", "ghost_resnet50", "vgg16", "ghost_vgg16",
+          "resnet56", "ghost_resnet56")
+# The GhostNet family (`width` applies); GhostNetV3 trains in its training form.
+GHOSTNETS = {"ghostnet": "GhostNet", "ghostnetv2": "GhostNetV2", "ghostnetv3": "GhostNetV3"}
 
 
 def build_model(
@@ -18,8 +21,8 @@ def build_model(
 ) -> keras.Model:
     """The config's model for `num_classes`, taking RGB in [0, 255] at `image_size`."""
     shape = (config.image_size, config.image_size, 3)
-    if config.model == "ghostnet":
-        return ghostnet_keras.GhostNet(
+    if config.model in GHOSTNETS:
+        return getattr(ghostnet_keras, GHOSTNETS[config.model])(
             width=config.width, input_shape=shape, classes=num_classes,
             classifier_activation=classifier_activation, dropout_rate=config.dropout_rate,
         )
