@@ -1,15 +1,22 @@
 # `make main` and `make test` each set themselves up from a fresh clone (a venv in .venv).
 # `make main` trains the quickstart model, runs QAT, exports TFLite and SavedModel, evaluates
-# and benchmarks every format (resumable: rerun to continue); `make test` runs ruff + pytest.
+# and benchmarks every format (resumable: rerun to continue); `make test` runs ruff + pytest on
+# TensorFlow, then the portable tests on JAX (.venv-jax, no TensorFlow). `make test-torch` runs
+# the portable tests on PyTorch (.venv-torch: a 5.5 GB CUDA torch wheel, so not part of CI).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,train,qat,tflite,serving
+EXTRAS ?= dev,tensorflow,train,qat,tflite,serving,onnx
 OUTPUT_DIR ?= runs/main
 # pytest-xdist workers (one module per worker, so module fixtures are built once).
 TEST_WORKERS ?= 2
 
-.PHONY: main test lint clean software-gpu mediapipe-venv
+# Interpreters of the other backends' venvs, for the cross-backend tests (tests/test_backends.py).
+BACKEND_PYTHONS = GHOSTNET_PYTHON_TENSORFLOW=$(abspath $(PY)) \
+	GHOSTNET_PYTHON_JAX=$(abspath .venv-jax/bin/python) \
+	GHOSTNET_PYTHON_TORCH=$(abspath .venv-torch/bin/python)
+
+.PHONY: main test test-jax test-torch lint clean software-gpu mediapipe-venv
 
 $(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +34,16 @@ main: $(VENV)/.installed-$(EXTRAS)
 test: $(VENV)/.installed-$(EXTRAS)
 	-tools/install_software_gpu.sh
 	-tools/make_mediapipe_venv.sh
+	tools/make_backend_venv.sh jax
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile
+	$(BACKEND_PYTHONS) $(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile
+	$(MAKE) --no-print-directory test-jax
+
+# The tests marked `portable` on one backend, in its own venv (tools/make_backend_venv.sh).
+test-jax test-torch: test-%: $(VENV)/.installed-$(EXTRAS)
+	tools/make_backend_venv.sh $*
+	$(BACKEND_PYTHONS) KERAS_BACKEND=$* .venv-$*/bin/python -m pytest -q -ra -m portable \
+		-n $(TEST_WORKERS) --dist loadfile
 
 # LiteRT's GPU accelerator on a machine without a GPU: Mesa's lavapipe 25 in a cache folder
 # (nothing installed system-wide; on a machine with a GPU nothing is installed).
@@ -41,4 +56,4 @@ mediapipe-venv:
 	tools/make_mediapipe_venv.sh
 
 clean:
-	rm -rf $(VENV) .venv-mediapipe runs .pytest_cache
+	rm -rf $(VENV) .venv-jax .venv-torch .venv-mediapipe runs .pytest_cache

@@ -28,7 +28,11 @@ from __future__ import annotations
 
 import math
 
-import tensorflow as tf
+from ghostnet_keras.backends import require_tensorflow
+
+require_tensorflow("ghostnet_keras.preprocessing (tf.image / tf.data)", backend=False)
+
+import tensorflow as tf  # noqa: E402
 
 CROP_FRACTION = 0.875
 """Fraction of the resized shorter side kept by the evaluation centre crop (224 of 256)."""

@@ -22,11 +22,16 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
-from absl import app, flags, logging
 
-from ghostnet_keras import heads, preprocessing
-from ghostnet_keras.data_format import to_channels_last
+from ghostnet_keras.backends import require_tensorflow
+
+require_tensorflow("The TF Serving export (ghostnet_keras.serving)")
+
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from ghostnet_keras import heads, preprocessing  # noqa: E402
+from ghostnet_keras.data_format import to_channels_last  # noqa: E402
 
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"

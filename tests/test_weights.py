@@ -27,6 +27,7 @@ def _pre_logits_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, model.get_layer("flatten").output)
 
 
+@pytest.mark.portable
 @pytest.mark.slow
 @pytest.mark.parametrize("width", [0.5, 1.0, 1.3])
 def test_parity_with_reference_safetensors(width: float, reference_dir: Path) -> None:
@@ -44,6 +45,7 @@ def test_parity_with_reference_safetensors(width: float, reference_dir: Path) ->
     assert (logits.argmax(1) == oracle["logits"].argmax(1)).all()
 
 
+@pytest.mark.portable
 @pytest.mark.slow
 def test_parity_per_stage_and_from_pth(reference_dir: Path) -> None:
     oracle = np.load(reference_dir / "ghostnet_050_expected.npz")
@@ -60,6 +62,7 @@ def test_parity_per_stage_and_from_pth(reference_dir: Path) -> None:
     np.testing.assert_allclose(logits, oracle["logits"], rtol=0, atol=PARITY_ATOL)
 
 
+@pytest.mark.portable
 @pytest.mark.slow
 def test_parity_on_odd_non_square_input(reference_dir: Path) -> None:
     # tools/make_test_oracles.py ran timm's ghostnet_100 (after checking it reproduces
@@ -74,6 +77,7 @@ def test_parity_on_odd_non_square_input(reference_dir: Path) -> None:
                                oracle["pre_logits"], rtol=0, atol=PARITY_ATOL)
 
 
+@pytest.mark.portable
 def test_backbone_loads_reference_without_head(reference_dir: Path) -> None:
     oracle = np.load(reference_dir / "ghostnet_050_expected.npz")
     backbone = GhostNet(width=0.5, include_top=False,
@@ -149,6 +153,7 @@ def test_unsupported_and_corrupt_files(tmp_path: Path) -> None:
         GhostNet(width=0.5, weights=corrupt)
 
 
+@pytest.mark.portable
 @pytest.mark.slow
 def test_keras_weight_files_with_and_without_top(reference_dir: Path, tmp_path: Path) -> None:
     oracle = np.load(reference_dir / "ghostnet_050_expected.npz")

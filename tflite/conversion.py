@@ -78,7 +78,11 @@ def convert(
         RepresentativeDataError: `int8` without representative data.
         TypeError: `qat_int8` with a Keras 3 model.
         FloatOpError: an `int8` / `qat_int8` result still contains float compute ops.
+        BackendError: not on the TensorFlow Keras backend.
     """
+    from ghostnet_keras.backends import require_tensorflow
+
+    require_tensorflow("TFLite conversion (ghostnet_keras.tflite)")
     import tensorflow as tf
 
     if mode not in MODES:

@@ -1,0 +1,410 @@
+"""ONNX export of a Keras model on the active Keras backend, checked with ONNX Runtime.
+
+`export_onnx(model, output)` exports through Keras' own `model.export(format="onnx")` route of
+the active backend (TensorFlow: tf2onnx; JAX: jax2onnx; torch: `torch.onnx`), into a temporary
+file beside `output`. ONNX Runtime then runs that file on test images and its outputs are
+compared with the Keras model's: only a file within `atol` (default 1e-4, max abs difference)
+is moved into place, with `labels.txt` and a JSON sidecar (`output` with `.json`, written last)
+recording the input/output contract, the opset, the exporter versions and the measured
+difference. A file that does not match raises `OnnxMismatchError` and nothing is written.
+
+The batch dimension is dynamic by default on every backend (torch then uses its TorchScript
+exporter, as Keras does for dynamic shapes); the check runs batch 1 and batch 2 through it.
+The export always passes an explicit input signature and calls the model eagerly first, which
+avoids Keras' "The model provided has never called." error on JAX (raised for a model that was
+only used through `predict`).
+
+Command line (`ghostnet-export-onnx`; the backend is `KERAS_BACKEND`'s):
+
+```
+ghostnet-export-onnx --width=1.0 --weights=imagenet --output=out/ghostnet_100.onnx
+ghostnet-export-onnx --model=runs/quickstart/model.keras --output=out/quickstart.onnx
+KERAS_BACKEND=jax ghostnet-export-onnx --width=1.0 --weights=ghostnet_100.safetensors \
+    --output=out/ghostnet_100.onnx
+```
+
+Needs the `onnx` extra on TensorFlow and torch, `jax-onnx` on JAX.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+DEFAULT_ATOL = 1e-4
+INPUT_NAME = "images"
+SIDECAR_FORMAT = "ghostnet_keras.onnx.sidecar/1"
+# The Python distribution that converts on each backend (Keras' routes).
+EXPORTERS = {"tensorflow": "tf2onnx", "jax": "jax2onnx", "torch": "torch"}
+NORMALISES_INTERNALLY = "model normalises internally, feed RGB 0-255"
+
+
+class OnnxExportError(RuntimeError):
+    """The export could not be done (backend, model or exporter problem)."""
+
+
+class OnnxMismatchError(OnnxExportError):
+    """The exported file's outputs differ from the Keras model's by more than the tolerance."""
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _require(distribution: str, module: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise OnnxExportError(
+            f"ONNX export on the {keras.backend.backend()} backend needs `{distribution}`: "
+            f'pip install "ghostnet-keras[{extra}]"'
+        )
+
+
+def _check_requirements(backend: str) -> None:
+    if backend not in EXPORTERS:
+        raise OnnxExportError(
+            f"ONNX export supports the tensorflow, jax and torch Keras backends, not {backend!r}."
+        )
+    extra = "jax-onnx" if backend == "jax" else "onnx"
+    _require("onnxruntime", "onnxruntime", extra)
+    _require("onnx", "onnx", extra)
+    if backend == "tensorflow":
+        _require("tf2onnx", "tf2onnx", extra)
+    elif backend == "jax":
+        _require("jax2onnx", "jax2onnx", extra)
+
+
+def _image_shape(model: keras.Model, input_size: int | None) -> tuple[int, int, int]:
+    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
+        raise OnnxExportError(
+            f"expected a model with one image input (N, H, W, C); {model.name!r} has inputs "
+            f"{[tuple(t.shape) for t in model.inputs]}."
+        )
+    height, width, channels = tuple(model.inputs[0].shape)[1:]
+    if channels is None:
+        raise OnnxExportError("the model's input has an undefined channel dimension.")
+    if height is None or width is None:
+        if input_size is None:
+            raise OnnxExportError(
+                f"the model takes any image size {tuple(model.inputs[0].shape)}; give "
+                "input_size (--input_size) to fix it for the export."
+            )
+        height, width = height or input_size, width or input_size
+    return int(height), int(width), int(channels)
+
+
+def check_images(batch: int, shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """Deterministic float32 RGB images in [0, 255] for the ONNX Runtime check."""
+    return np.random.default_rng(seed).uniform(0.0, 255.0, (batch, *shape)).astype(np.float32)
+
+
+def _keras_outputs(model: keras.Model, images: np.ndarray) -> list[np.ndarray]:
+    outputs = model(images, training=False)  # eager: also marks the model as called
+    return [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(outputs)]
+
+
+def _onnx_outputs(path: Path, images: np.ndarray) -> list[np.ndarray]:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: images})
+
+
+def _opset(model_proto: Any) -> int | None:
+    for entry in model_proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return None
+
+
+def _tensor_entries(values: Any) -> list[dict[str, Any]]:
+    entries = []
+    for value in values:
+        dims = value.type.tensor_type.shape.dim
+        shape = [d.dim_param or None if not d.HasField("dim_value") else d.dim_value for d in dims]
+        entries.append({"name": value.name, "shape": shape})
+    return entries
+
+
+def _normalises_internally(model: keras.Model) -> bool:
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    return bool(layers) and isinstance(
+        layers[0], (keras.layers.Rescaling, keras.layers.Normalization)
+    )
+
+
+def _export_to(model: keras.Model, path: Path, signature: list, opset: int | None) -> None:
+    import contextlib
+    import io
+    import logging
+
+    # tf2onnx logs non-fatal optimizer tracebacks (`optimize_transpose`) at ERROR level; the
+    # result is checked below, so they are kept out of the user's terminal.
+    tf2onnx_logger = logging.getLogger("tf2onnx")
+    level = tf2onnx_logger.level
+    tf2onnx_logger.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            model.export(
+                str(path), format="onnx", input_signature=signature, opset_version=opset,
+                verbose=False,
+            )
+    finally:
+        tf2onnx_logger.setLevel(level)
+
+
+def export_onnx(
+    model: keras.Model,
+    output: str | os.PathLike,
+    *,
+    opset: int | None = None,
+    dynamic_batch: bool = True,
+    input_size: int | None = None,
+    atol: float = DEFAULT_ATOL,
+    labels: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Exports `model` to ONNX on the active backend, checks it, writes it with its sidecar.
+
+    Args:
+        model: a Keras model with one NHWC image input (e.g. `GhostNet(...)`).
+        output: the `.onnx` path; `labels.txt` and the sidecar (`.json`) go beside it.
+        opset: the ONNX opset; `None` lets the backend's exporter choose (recorded).
+        dynamic_batch: export a dynamic batch dimension (checked at batch 1 and 2).
+        input_size: height and width for a model that takes any image size.
+        atol: the largest max-abs difference to Keras' outputs accepted.
+        labels: one label per output class (default: ImageNet names for 1000 classes).
+
+    Returns:
+        The sidecar dict (also written as JSON).
+
+    Raises:
+        OnnxExportError: unsupported backend, missing package, bad model or output name.
+        OnnxMismatchError: ONNX Runtime's outputs differ from Keras' by more than `atol`.
+    """
+    import onnx
+
+    from ghostnet_keras import heads
+    from ghostnet_keras.files import write_atomically
+
+    backend = keras.backend.backend()
+    output = Path(output)
+    if output.suffix != ".onnx":
+        raise OnnxExportError(f"the output must end with .onnx; received {output}.")
+    _check_requirements(backend)
+    shape = _image_shape(model, input_size)
+    signature = [
+        keras.InputSpec(
+            shape=(None if dynamic_batch else 1, *shape), dtype="float32", name=INPUT_NAME
+        )
+    ]
+    batches = (1, 2) if dynamic_batch else (1,)
+    images = {batch: check_images(batch, shape, seed=batch) for batch in batches}
+    expected = {batch: _keras_outputs(model, images[batch]) for batch in batches}
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # A temporary folder beside `output`: some exporters (jax2onnx) write the weights to an
+    # external-data file next to the graph; both are read back and written as one file.
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as folder:
+        exported = Path(folder) / "model.onnx"
+        try:
+            _export_to(model, exported, signature, opset)
+        except Exception as error:  # the exporters raise many types; name the step
+            raise OnnxExportError(
+                f"{EXPORTERS[backend]} failed to export {model.name!r}: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        proto = onnx.load_model(str(exported), load_external_data=True)
+        data = proto.SerializeToString()
+        tmp = Path(folder) / output.name
+        tmp.write_bytes(data)
+        differences = {}
+        for batch in batches:
+            got = _onnx_outputs(tmp, images[batch])
+            if len(got) != len(expected[batch]):
+                raise OnnxMismatchError(
+                    f"the ONNX file has {len(got)} outputs, the Keras model "
+                    f"{len(expected[batch])}."
+                )
+            differences[batch] = max(
+                float(np.max(np.abs(np.asarray(g, np.float64) - e)))
+                for g, e in zip(got, expected[batch], strict=True)
+            )
+            if not differences[batch] <= atol:
+                raise OnnxMismatchError(
+                    f"ONNX Runtime's outputs differ from Keras' by {differences[batch]:.3g} "
+                    f"(max abs, batch {batch}) > {atol:g}; nothing was written."
+                )
+        num_classes = int(np.prod(expected[1][0].shape[1:]))
+        if labels is None:
+            labels = heads.default_labels(num_classes)
+        sidecar = _describe(model, proto, data, output, backend, shape, differences, atol)
+    write_atomically({  # the sidecar last: its presence says the export is complete
+        output: data,
+        output.parent / "labels.txt": "\n".join(labels) + "\n",
+        output.with_suffix(".json"): json.dumps(sidecar, indent=2) + "\n",
+    })
+    return sidecar
+
+
+def _describe(
+    model: keras.Model,
+    proto: Any,
+    data: bytes,
+    output: Path,
+    backend: str,
+    shape: tuple[int, int, int],
+    differences: dict[int, float],
+    atol: float,
+) -> dict[str, Any]:
+    from ghostnet_keras import heads, profile
+
+    inputs = _tensor_entries(proto.graph.input)
+    outputs = _tensor_entries(proto.graph.output)
+    for entry in inputs:
+        entry.update(dtype="float32", layout="NHWC", color="RGB", height=shape[0],
+                     width=shape[1])
+        entry["normalisation"] = (
+            NORMALISES_INTERNALLY
+            if _normalises_internally(model)
+            else "unknown: the model has no preprocessing layer"
+        )
+    if outputs:
+        try:
+            logits = heads.detect_outputs_are_logits(model)
+            outputs[0]["kind"] = "logits" if logits else "probabilities (softmax)"
+        except ValueError:
+            outputs[0]["kind"] = "unknown"
+    macs = params = None
+    try:
+        result = profile(model, input_shape=shape)
+        macs, params = result.macs, result.params
+    except (TypeError, ValueError):
+        pass
+    exporter = EXPORTERS[backend]
+    return {
+        "format": SIDECAR_FORMAT,
+        "model": model.name,
+        "file": output.name,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "opset": _opset(proto),
+        "dynamic_batch": isinstance(inputs[0]["shape"][0], str) or inputs[0]["shape"][0] is None,
+        "inputs": inputs,
+        "outputs": outputs,
+        "labels": "labels.txt",
+        "macs": macs,
+        "params": params,
+        "exported_with": {
+            "keras_backend": backend,
+            "keras": keras.__version__,
+            backend: _version(backend),
+            exporter: _version(exporter),
+            "onnx": _version("onnx"),
+        },
+        "check": {
+            "runtime": f"onnxruntime {_version('onnxruntime')} (CPUExecutionProvider)",
+            "images": "uniform random RGB in [0, 255], seed = batch size",
+            "max_abs_diff_by_batch": {str(b): d for b, d in differences.items()},
+            "atol": atol,
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("model", None, "A .keras model file to export.")
+    flags.DEFINE_float("width", None, "Build GhostNet with this width instead of --model.")
+    flags.DEFINE_string(
+        "weights", None,
+        "With --width: 'imagenet' or a weights file (.safetensors, .pth, .weights.h5, .keras).",
+    )
+    flags.DEFINE_integer("input_size", 224, "Input height and width (with --width, or for a "
+                         "model that takes any size).")
+    flags.DEFINE_string("output", None, "Output .onnx path (labels.txt and .json beside it).")
+    flags.DEFINE_integer("opset", None, "ONNX opset (default: the exporter's).")
+    flags.DEFINE_bool("dynamic_batch", True, "Export a dynamic batch dimension.")
+    flags.DEFINE_float("atol", DEFAULT_ATOL, "Refuse a file whose outputs differ from Keras' "
+                       "by more than this (max abs).")
+    flags.DEFINE_string("labels", None, "Labels file (one per line); default ImageNet names.")
+
+
+def load_model(model: str | None, width: float | None, weights: str | None,
+               input_size: int) -> keras.Model:
+    """The model the command line names: a `.keras` file or a GhostNet of `width`."""
+    if (model is None) == (width is None):
+        raise OnnxExportError("give exactly one of --model and --width.")
+    if width is not None:
+        from ghostnet_keras import GhostNet
+
+        return GhostNet(width=width, weights=weights, input_shape=(input_size, input_size, 3))
+    if weights is not None:
+        raise OnnxExportError("--weights goes with --width; a --model file has its weights.")
+    path = Path(model)
+    if path.suffix != ".keras" or not path.is_file():
+        raise OnnxExportError(f"--model must be an existing .keras file; received {model}.")
+    import ghostnet_keras  # noqa: F401  (registers the package's layers for load_model)
+
+    return keras.models.load_model(path, compile=False)
+
+
+def main(argv: Sequence[str]) -> None:
+    from absl import flags
+
+    from ghostnet_keras import heads
+    from ghostnet_keras.weights import WeightsError
+
+    del argv
+    values = flags.FLAGS
+    if not values.output:
+        raise SystemExit("error: --output is required.")
+    try:
+        model = load_model(values.model, values.width, values.weights, values.input_size)
+        labels = heads.read_labels(values.labels) if values.labels else None
+        sidecar = export_onnx(
+            model, values.output, opset=values.opset, dynamic_batch=values.dynamic_batch,
+            input_size=values.input_size, atol=values.atol, labels=labels,
+        )
+    except (OnnxExportError, WeightsError, ValueError, OSError) as error:
+        raise SystemExit(f"error: {error}") from error
+    check = sidecar["check"]["max_abs_diff_by_batch"]
+    print(
+        f"backend={sidecar['exported_with']['keras_backend']} opset={sidecar['opset']} "
+        f"dynamic_batch={sidecar['dynamic_batch']} bytes={sidecar['bytes']:,} "
+        f"max_abs_diff={max(check.values()):.3g} (onnxruntime vs Keras)"
+    )
+    print(f"wrote {values.output}, labels.txt and {Path(values.output).with_suffix('.json')}")
+
+
+def main_entry() -> None:
+    """Console-script entry point (`ghostnet-export-onnx`)."""
+    from absl import app
+
+    _define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    main_entry()
