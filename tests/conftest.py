@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -23,6 +24,19 @@ COMPACT_CLASSES = 10
 COMPACT_WEIGHTS = TEST_DATA_DIR / "ghostnet_020_c10.safetensors"
 COMPACT_EXPECTED = TEST_DATA_DIR / "ghostnet_020_c10_expected.npz"
 COMPACT_SIZES = ((64, 64), (80, 112))
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Without TensorFlow (the JAX and PyTorch backend suites) only portable modules load.
+
+    A test module is portable when it says so (`pytestmark = pytest.mark.portable` or marks on
+    its tests); the others are TensorFlow's and would fail to import.
+    """
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    if importlib.util.find_spec("tensorflow") is not None:
+        return None
+    return "pytest.mark.portable" not in collection_path.read_text()
 
 
 @pytest.fixture(scope="session")

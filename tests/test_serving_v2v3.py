@@ -14,7 +14,9 @@ from .conftest import TEST_DATA_DIR
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["v2", "v3"])
+# V2 brings the DFC gate (AveragePooling + NearestResize) into the serving graph; V3 in deploy
+# form is plain convolutions, which the v1 serving tests cover (kept out for CI time).
+@pytest.mark.parametrize("family", ["v2"])
 def test_serving_export_keeps_timm_outputs(family: str, tmp_path: Path) -> None:
     if family == "v2":
         model = GhostNetV2(width=0.1, classes=10, input_shape=(None, None, 3),
