@@ -236,10 +236,10 @@ def test_ghostify_a_channels_first_model(channels_first: None) -> None:
     x = _images((2, 32, 32, 3), seed=4)
     expected = reference.predict(x, verbose=0)
     np.testing.assert_allclose(to_channels_last(ghost).predict(x, verbose=0), expected,
-                               atol=1e-5)
+                               rtol=1e-5, atol=1e-5)
     if runs_nchw():
         np.testing.assert_allclose(
-            ghost.predict(x.transpose(0, 3, 1, 2), verbose=0), expected, atol=1e-5
+            ghost.predict(x.transpose(0, 3, 1, 2), verbose=0), expected, rtol=1e-5, atol=1e-5
         )
 
 
