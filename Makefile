@@ -7,7 +7,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,tensorflow,train,qat,tflite,serving,onnx
-OUTPUT_DIR ?= runs/main
+# The GhostNet version of the main job: ghostnet, ghostnetv2 or ghostnetv3 (`make main MODEL=...`).
+MODEL ?= ghostnet
+OUTPUT_DIR ?= runs/main$(if $(filter-out ghostnet,$(MODEL)),-$(MODEL))
 # pytest-xdist workers (one module per worker, so module fixtures are built once).
 TEST_WORKERS ?= 2
 
@@ -29,7 +31,7 @@ $(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
 main: $(VENV)/.installed-$(EXTRAS)
 	-tools/install_software_gpu.sh
 	-tools/make_mediapipe_venv.sh
-	$(PY) -m ghostnet_keras.training.pipeline --output_dir $(OUTPUT_DIR)
+	$(PY) -m ghostnet_keras.training.pipeline --output_dir $(OUTPUT_DIR) --model $(MODEL)
 
 test: $(VENV)/.installed-$(EXTRAS)
 	-tools/install_software_gpu.sh

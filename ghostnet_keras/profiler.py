@@ -1,115 +1,24 @@
-"""Parameter and MAC (multiply-accumulate) profiler for Keras 3 models.
+"""`profile`: parameters and MACs of a Keras 3 model, per layer call, in the GhostNet paper's
+convention (`ghostnet_keras.layer_macs`).
 
-The counting convention follows the GhostNet paper (Han et al., CVPR 2020),
-which reports "FLOPs" as the number of multiply-adds of convolution and
-fully-connected layers for a single image:
-
-- Convolutions (`Conv1D/2D/3D`, grouped via `groups`): `prod(output shape) *
-  prod(kernel_size) * C_in / groups`.
-- Depthwise convolutions: `prod(output shape) * prod(kernel_size)`, i.e.
-  `H_out * W_out * C_in * depth_multiplier * kh * kw`.
-- Separable convolutions: depthwise part plus the 1x1 pointwise part.
-- Transposed convolutions: `prod(input shape) * prod(kernel_size) * filters`.
-- `Dense`: `prod(input shape) * units`, so a `Dense` applied to a `(N, T, D)`
-  tensor counts `T * D * units`.
-- `EinsumDense`: the product of the sizes of all einsum indices (batch = 1).
-
-Batch normalization, activations, pooling, element-wise additions and
-multiplications, and bias additions are not counted.
-
-Shapes are taken from the model graph: functional and sequential models
-(nested ones included) are walked node by node, so a layer shared between
-several call sites counts its MACs at each call site (and its parameters once).
-Layers that contain sub-layers but have no functional graph (subclassed models
-or custom composite layers) are run once eagerly on a batch of one zero input
-while their leaf layers record the shapes they see.
-
-Example:
-
-```python
-import keras
-
-from ghostnet_keras.ghostnet import GhostNet050, GhostNet100, GhostNet130
-from ghostnet_keras.resnet import GhostResNet50
-from ghostnet_keras import profiler
-
-result = profiler.profile(keras.applications.MobileNetV2(weights=None))
-print(result.params, result.macs)
-print(result.format_table())
-```
-
-Command line:
-
-```
-python -m ghostnet_keras.profiler --model=ResNet50 --input_size=224 --per_layer
-python -m ghostnet_keras.profiler --model=/path/to/model.keras --json
-```
+Functional and Sequential models (nested ones included) are walked node by node on their
+symbolic shapes, so a layer shared between several call sites counts its MACs at each call site
+and its parameters once. Subclassed models and layers with sub-layers have no graph to walk and
+are refused with a clear error. Command line: `ghostnet_keras.profile_cli` (`ghostnet-profile`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import keras
-from absl import app, flags
 
-from ghostnet_keras.ghostnet import GhostNet050, GhostNet100, GhostNet130
-from ghostnet_keras.ghostnet_v2v3 import (
-    GhostNetV2_100,
-    GhostNetV2_130,
-    GhostNetV2_160,
-    GhostNetV3_100,
-)
-from ghostnet_keras.resnet import GhostResNet50
+from ghostnet_keras.layer_macs import Shape, layer_macs
 
-__all__ = [
-    "BUILDERS",
-    "LayerProfile",
-    "ModelProfile",
-    "build_model",
-    "layer_macs",
-    "main",
-    "main_entry",
-    "parse_flags",
-    "profile",
-]
-
-Shape = tuple[int | None, ...]
-
-# Model constructors available to the command line tool by name. Each callable
-# must accept the keras.applications-style keyword arguments `weights` and
-# `input_shape` and return a built `keras.Model`.
-BUILDERS: dict[str, Callable[..., keras.Model]] = {
-    "GhostNet050": GhostNet050,
-    "GhostNet100": GhostNet100,
-    "GhostNet130": GhostNet130,
-    "GhostNetV2_100": GhostNetV2_100,
-    "GhostNetV2_130": GhostNetV2_130,
-    "GhostNetV2_160": GhostNetV2_160,
-    "GhostNetV3_100": GhostNetV3_100,
-    "GhostResNet50": GhostResNet50,
-    "ResNet50": keras.applications.ResNet50,
-    "MobileNetV2": keras.applications.MobileNetV2,
-    "MobileNetV3Large": keras.applications.MobileNetV3Large,
-    "MobileNetV3Small": keras.applications.MobileNetV3Small,
-    "VGG16": keras.applications.VGG16,
-}
-
-_CONV_TYPES = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-_DEPTHWISE_TYPES = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
-_SEPARABLE_TYPES = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
-_TRANSPOSE_TYPES = (
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-)
-
+__all__ = ["LayerProfile", "ModelProfile", "layer_macs", "profile"]
 
 @dataclasses.dataclass(frozen=True)
 class LayerProfile:
@@ -289,40 +198,6 @@ def profile(
     )
 
 
-def layer_macs(layer: Any, input_shape: Shape, output_shape: Shape) -> int:
-    """MACs of one call of a leaf layer for the given (batch = 1) shapes.
-
-    Args:
-        layer: A Keras layer or operation.
-        input_shape: Shape of the (first) input tensor with batch size 1.
-        output_shape: Shape of the output tensor with batch size 1.
-
-    Returns:
-        The number of multiply-accumulates; 0 for layers that are not counted.
-
-    Raises:
-        ValueError: If a dimension needed for the count is undefined.
-    """
-    if isinstance(layer, _SEPARABLE_TYPES):
-        c_in = _channels(layer, input_shape)
-        mid = c_in * layer.depth_multiplier
-        out_positions = _prod(output_shape, layer) // layer.filters
-        return out_positions * mid * (math.prod(layer.kernel_size) + layer.filters)
-    if isinstance(layer, _DEPTHWISE_TYPES):
-        return _prod(output_shape, layer) * math.prod(layer.kernel_size)
-    if isinstance(layer, _TRANSPOSE_TYPES):
-        return _prod(input_shape, layer) * math.prod(layer.kernel_size) * layer.filters
-    if isinstance(layer, _CONV_TYPES):
-        c_in = _channels(layer, input_shape)
-        groups = getattr(layer, "groups", 1) or 1
-        return _prod(output_shape, layer) * math.prod(layer.kernel_size) * (c_in // groups)
-    if isinstance(layer, keras.layers.Dense):
-        return _prod(input_shape, layer) * layer.units
-    if isinstance(layer, keras.layers.EinsumDense):
-        return _einsum_macs(layer, input_shape)
-    return 0
-
-
 class _Tracer:
     """Propagates symbolic shapes through a model and records per-call costs."""
 
@@ -350,7 +225,11 @@ class _Tracer:
                 x = outputs[0] if len(outputs) == 1 else outputs
             return keras.tree.flatten(x)
         if _is_composite(op):
-            return self._trace_composite(op, args, kwargs, prefix, inner)
+            raise TypeError(
+                f"profile() walks functional graphs; {op.name!r} ({type(op).__name__}) has "
+                "sub-layers but no functional graph (a subclassed model or a composite layer). "
+                "Build it with the functional API, or profile its parts."
+            )
         outputs = keras.tree.flatten(op.compute_output_spec(*args, **kwargs))
         self._record(op, prefix, _first_shape(args, kwargs), outputs)
         return outputs
@@ -368,6 +247,8 @@ class _Tracer:
             # Same shapes as the model's own graph: reuse its recorded tensors.
             inputs = list(model.inputs)
         tensors = {id(x): y for x, y in zip(model.inputs, inputs, strict=True)}
+        # Keras 3 has no public API for the nodes of a functional graph; `_nodes_by_depth`
+        # (topological order) is what Keras' own `summary()` and `plot_model` walk.
         for depth in sorted(model._nodes_by_depth, reverse=True):
             for node in model._nodes_by_depth[depth]:
                 if not node.operation or node.is_input:
@@ -385,68 +266,6 @@ class _Tracer:
                 for x, y in zip(node.outputs, outputs, strict=True):
                     tensors[id(x)] = y
         return [tensors[id(x)] for x in model.outputs]
-
-    def _trace_composite(
-        self, layer: Any, args: tuple, kwargs: dict, prefix: str, inner: str
-    ) -> list[Any]:
-        """Runs a layer without a functional graph eagerly, recording leaf calls."""
-        calls: list[tuple[Any, Shape, list[Any]]] = []
-        leaves = [
-            sub
-            for sub in layer._flatten_layers(include_self=False)
-            if not sub._flatten_layers(include_self=False)
-        ]
-        saved = {id(sub): sub.__dict__.get("call") for sub in leaves}
-
-        def wrap(sub: Any) -> Callable[..., Any]:
-            original = sub.call
-
-            def recording_call(*a: Any, **k: Any) -> Any:
-                out = original(*a, **k)
-                calls.append((sub, _first_shape(a, k), keras.tree.flatten(out)))
-                return out
-
-            return recording_call
-
-        call_args, call_kwargs = keras.tree.map_structure(_zeros_like_spec, (args, kwargs))
-        if not layer.built:
-            # Building may trace `call` (e.g. subclassed models): do it unrecorded.
-            layer(*call_args, **call_kwargs)
-        try:
-            for sub in leaves:
-                object.__setattr__(sub, "call", wrap(sub))
-            layer(*call_args, **call_kwargs)
-        finally:
-            for sub in leaves:
-                if saved[id(sub)] is None:
-                    sub.__dict__.pop("call", None)
-                else:
-                    object.__setattr__(sub, "call", saved[id(sub)])
-        outputs = keras.tree.flatten(layer.compute_output_spec(*args, **kwargs))
-
-        # Weights owned directly by the composite layer or by a non-leaf descendant.
-        composites = [
-            layer,
-            *(sub for sub in layer._flatten_layers(include_self=False) if _is_composite(sub)),
-        ]
-        for owner in composites:
-            children = owner._flatten_layers(include_self=False, recursive=False)
-            child_weights = {id(w) for child in children for w in child.weights}
-            own = [w for w in owner.weights if id(w) not in child_weights]
-            if own and id(owner) not in self._params_seen:
-                self._params_seen.add(id(owner))
-                self.rows.append(
-                    LayerProfile(
-                        name=f"{prefix}{layer.name}" if owner is layer else f"{inner}{owner.name}",
-                        class_name=type(owner).__name__,
-                        output_shape=_output_shape(outputs) if owner is layer else (),
-                        params=_count(own),
-                        macs=0,
-                    )
-                )
-        for sub, in_shape, outs in calls:
-            self._record(sub, inner, in_shape, outs, batch_dim=False)
-        return outputs
 
     def _record(
         self,
@@ -494,6 +313,7 @@ def _graph_of(op: Any) -> Any:
 
 
 def _is_composite(op: Any) -> bool:
+    # `_flatten_layers` is how Keras itself enumerates a layer's tracked sub-layers.
     return isinstance(op, keras.layers.Layer) and bool(op._flatten_layers(include_self=False))
 
 
@@ -554,18 +374,6 @@ def _unique_layers(model: keras.Model) -> list[Any]:
     return layers
 
 
-def _zeros_like_spec(x: Any) -> Any:
-    if not isinstance(x, keras.KerasTensor):
-        return x
-    shape = (1, *x.shape[1:])
-    if any(d is None for d in shape):
-        raise ValueError(
-            f"Cannot trace a composite layer with undefined input dimensions {tuple(x.shape)}; "
-            "pass a fully defined `input_shape` (without batch dim) to profile()."
-        )
-    return keras.ops.zeros(shape, dtype=x.dtype)
-
-
 def _first_shape(args: Any, kwargs: Any) -> Shape | None:
     for x in keras.tree.flatten((args, kwargs)):
         if hasattr(x, "shape") and not isinstance(x, (int, float)):
@@ -576,43 +384,6 @@ def _first_shape(args: Any, kwargs: Any) -> Shape | None:
 def _output_shape(outputs: list[Any]) -> tuple[Any, ...]:
     shapes = tuple(tuple(x.shape) for x in outputs if hasattr(x, "shape"))
     return shapes[0] if len(shapes) == 1 else shapes
-
-
-def _channels(layer: Any, input_shape: Shape) -> int:
-    axis = -1 if getattr(layer, "data_format", "channels_last") == "channels_last" else 1
-    c_in = input_shape[axis]
-    if c_in is None:
-        raise ValueError(f"Layer {layer.name!r} has an undefined channel dimension.")
-    return c_in
-
-
-def _prod(shape: Shape, layer: Any) -> int:
-    if any(d is None for d in shape):
-        raise ValueError(f"Layer {layer.name!r} has undefined dimensions in shape {shape}.")
-    return math.prod(shape)
-
-
-def _einsum_macs(layer: Any, input_shape: Shape) -> int:
-    """MACs of an `EinsumDense`: the product of the sizes of all indices."""
-    try:
-        inputs, rest = layer.equation.replace(" ", "").split(",")
-        kernel_spec = rest.split("->")[0]
-        kernel_shape = tuple(layer.kernel.shape)
-    except (AttributeError, ValueError):
-        return 0
-    if "..." in inputs:
-        free = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in layer.equation]
-        n = len(input_shape) - (len(inputs) - 3)
-        inputs = inputs.replace("...", "".join(free[:n]))
-    if len(inputs) != len(input_shape) or len(kernel_spec) != len(kernel_shape):
-        return 0
-    sizes: dict[str, int] = {}
-    for letters, shape in ((inputs, input_shape), (kernel_spec, kernel_shape)):
-        for letter, dim in zip(letters, shape, strict=True):
-            if dim is None:
-                raise ValueError(f"Layer {layer.name!r} has undefined dimensions {shape}.")
-            sizes[letter] = dim
-    return math.prod(sizes.values())
 
 
 def _count(weights: Sequence[Any]) -> int:
@@ -639,116 +410,3 @@ def _jsonable(shape: Any) -> Any:
     if isinstance(shape, tuple):
         return [_jsonable(s) for s in shape]
     return shape
-
-
-# Command line interface. Flags live in a private FlagValues so that importing
-# this module never clashes with flags defined by other modules (e.g. a
-# training script also defining --model); `parse_flags` also parses absl's
-# global flags (--verbosity, ...).
-_FLAGS = flags.FlagValues()
-flags.DEFINE_string(
-    "model",
-    "ResNet50",
-    f"Model to profile: one of {', '.join(BUILDERS)} (built with weights=None), "
-    "or a path to a .keras file.",
-    flag_values=_FLAGS,
-)
-flags.DEFINE_integer(
-    "input_size",
-    224,
-    "Input height and width. For a .keras file it is only used when given "
-    "explicitly or when the model's spatial dims are undefined.",
-    lower_bound=1,
-    flag_values=_FLAGS,
-)
-flags.DEFINE_boolean("per_layer", False, "Also print the per-layer table.", flag_values=_FLAGS)
-flags.DEFINE_boolean("json", False, "Print a JSON object instead of a table.", flag_values=_FLAGS)
-flags.DEFINE_boolean("help", False, "Show this help.", short_name="h", flag_values=_FLAGS)
-
-
-def build_model(
-    name_or_path: str, input_size: int, force_size: bool = True
-) -> tuple[keras.Model, tuple[int, ...] | None]:
-    """Builds a registered model or loads a `.keras` file.
-
-    Args:
-        name_or_path: A key of `BUILDERS` or a path to a `.keras` file.
-        input_size: Input height and width.
-        force_size: For `.keras` files, whether to profile at `input_size`
-            even if the saved model has a fully defined input shape.
-
-    Returns:
-        A `(model, input_shape)` tuple; `input_shape` is `None` when the
-        model's own input shape should be used.
-
-    Raises:
-        ValueError: If `name_or_path` is neither a registered name nor an
-            existing `.keras` file.
-    """
-    if name_or_path in BUILDERS:
-        shape = (input_size, input_size, 3)
-        return BUILDERS[name_or_path](weights=None, input_shape=shape), shape
-    if name_or_path.endswith(".keras") and os.path.isfile(name_or_path):
-        model = keras.saving.load_model(name_or_path, compile=False)
-        inputs = _model_inputs(model)
-        undefined = inputs is None or any(d is None for d in inputs[0].shape[1:])
-        if force_size or undefined:
-            channels = inputs[0].shape[-1] if inputs else 3
-            return model, (input_size, input_size, channels)
-        return model, None
-    raise ValueError(
-        f"Unknown model {name_or_path!r}: expected one of {sorted(BUILDERS)} "
-        "or an existing .keras file."
-    )
-
-
-def parse_flags(argv: Sequence[str]) -> list[str]:
-    """Parses the profiler flags (and absl's global flags) from `argv`.
-
-    Args:
-        argv: Command line, including the program name.
-
-    Returns:
-        The remaining positional arguments, including the program name.
-    """
-    _FLAGS.unparse_flags()
-    try:
-        remaining = _FLAGS(list(argv), known_only=True)
-    except flags.Error as e:
-        sys.stderr.write(f"FATAL Flags parsing error: {e}\n{_FLAGS.get_help()}\n")
-        sys.exit(1)
-    if _FLAGS.help:
-        print(f"Usage: python -m ghostnet_keras.profiler [flags]\n\n{_FLAGS.get_help()}")
-        sys.exit(0)
-    return app.parse_flags_with_usage(remaining)
-
-
-def main(argv: Sequence[str]) -> None:
-    """Profiles the model selected by the flags and prints the result.
-
-    Args:
-        argv: Positional arguments left after flag parsing (see
-            `parse_flags`); only the program name is allowed.
-    """
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        model, input_shape = build_model(
-            _FLAGS.model, _FLAGS.input_size, force_size=_FLAGS["input_size"].present
-        )
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
-    result = profile(model, input_shape)
-    if _FLAGS.json:
-        print(json.dumps(result.to_dict(per_layer=_FLAGS.per_layer), indent=2))
-    else:
-        print(result.format_table(per_layer=_FLAGS.per_layer))
-
-
-def main_entry() -> None:
-    """Console script entry point."""
-    app.run(main, flags_parser=parse_flags)
-
-
-if __name__ == "__main__":
-    main_entry()

@@ -67,12 +67,22 @@ def _group_branches(model: keras.Model, prefix: str, kind: str) -> tuple[list, i
     return pairs + [(None, bn) for bn in identities], size, source
 
 
+def has_branches(model: keras.Model) -> bool:
+    """Whether `model` has groups of parallel branches to fuse (a GhostNetV3 in training form)."""
+    return any(_GROUP.fullmatch(layer.name) for layer in model.layers)
+
+
 def fused_weights(model: keras.Model) -> dict[str, list[np.ndarray]]:
     """The deploy-form weights `{layer name: [kernel, bias]}` of each group of a GhostNetV3.
 
     Raises:
         ValueError: when `model` has no branch groups (not a training-form GhostNetV3).
     """
+    if not has_branches(model):
+        raise ValueError(
+            f"{model.name!r} has no parallel branches to fuse: reparameterize() takes a "
+            "GhostNetV3 in training form (GhostNetV3(reparameterized=False))."
+        )
     fused = {}
     for layer in model.layers:
         match = _GROUP.fullmatch(layer.name)
@@ -86,11 +96,6 @@ def fused_weights(model: keras.Model) -> dict[str, list[np.ndarray]]:
             kernel, bias = kernel + k, bias + b
         target = {"primary": "primary_conv", "cheap": "cheap_dwconv", "dw": "dw_dwconv"}[kind]
         fused[f"{prefix}_{target}"] = [kernel.astype(np.float32), bias.astype(np.float32)]
-    if not fused:
-        raise ValueError(
-            f"{model.name!r} has no parallel branches to fuse: reparameterize() takes a "
-            "GhostNetV3 in training form (GhostNetV3(reparameterized=False))."
-        )
     return fused
 
 

@@ -11,10 +11,8 @@ guide (Docker, REST, gRPC) is docs/serving.md.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,10 +26,11 @@ from ghostnet_keras.backends import require_tensorflow
 require_tensorflow("The TF Serving export (ghostnet_keras.serving)")
 
 import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import logging  # noqa: E402
 
 from ghostnet_keras import heads, preprocessing  # noqa: E402
 from ghostnet_keras.data_format import to_channels_last  # noqa: E402
+from ghostnet_keras.synthetic_images import synthetic_image  # noqa: E402
 
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
@@ -198,26 +197,6 @@ def _save_signatures(serving: _ServingModule, export_dir: Path) -> None:
     tf.saved_model.save(root, os.fspath(export_dir), signatures=signatures)
 
 
-def _synthetic_image(height: int, width: int, seed: int) -> np.ndarray:
-    """A smooth, structured RGB test image (gradients, a disc, a bar): uint8 [H, W, 3]."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    y /= max(height - 1, 1)
-    x /= max(width - 1, 1)
-    phase = rng.uniform(0, 2 * math.pi, 3)
-    image = np.stack(
-        [127.5 + 100 * np.sin(2 * math.pi * (x * (c + 1) + y * (2 - c) / 2) + phase[c])
-         for c in range(3)],
-        axis=-1,
-    )
-    cy, cx, radius = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.1, 0.25)
-    disc = (y - cy) ** 2 + (x - cx) ** 2 < radius**2
-    image[disc] = rng.uniform(0, 255, 3)
-    bar = (np.abs(x - rng.uniform(0.2, 0.8)) < 0.05) & (y > 0.2) & (y < 0.9)
-    image[bar] = rng.uniform(0, 255, 3)
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
-
-
 def _serving_apis() -> Any:
     try:
         from tensorflow_serving import apis
@@ -239,11 +218,11 @@ def _warmup_logs(
     model_pb2, predict_pb2 = apis.model_pb2, apis.predict_pb2
     prediction_log_pb2 = apis.prediction_log_pb2
 
-    jpeg = tf.io.encode_jpeg(_synthetic_image(240, 320, seed=1), quality=90).numpy()
-    png = tf.io.encode_png(_synthetic_image(180, 150, seed=2)).numpy()
+    jpeg = tf.io.encode_jpeg(synthetic_image(240, 320, seed=1), quality=90).numpy()
+    png = tf.io.encode_png(synthetic_image(180, 150, seed=2)).numpy()
     height, width = model_hw
     images = np.stack([
-        _synthetic_image(height or image_size, width or image_size, seed=3)
+        synthetic_image(height or image_size, width or image_size, seed=3)
     ]).astype(np.float32)
     requests = [
         (SERVING_SIGNATURE, IMAGE_BYTES_INPUT, np.array([jpeg], dtype=object)),
@@ -382,167 +361,3 @@ def _move_into_place(tmp: Path, target: Path, overwrite: bool) -> None:
         raise
     finally:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def load_model_for_export(
-    model_path: str | os.PathLike[str] | None = None,
-    *,
-    width: float | None = None,
-    weights: str | os.PathLike[str] | None = None,
-    classes: int = 1000,
-) -> keras.Model:
-    """Loads a `.keras` model, or builds a GhostNet of `width` with `weights` (a file path).
-
-    The GhostNet is built with `input_shape=(None, None, 3)`, the softmax head and the
-    built-in preprocessing (RGB in [0, 255]).
-
-    Raises:
-        ValueError: for a wrong combination of arguments or an unusable file.
-        FileNotFoundError: when the file does not exist.
-    """
-    import ghostnet_keras  # noqa: F401  (registers the custom layers for `.keras` loading)
-
-    if (model_path is None) == (width is None and weights is None):
-        raise ValueError("Give either a .keras model path, or a width and weights.")
-    if model_path is not None:
-        path = Path(model_path)
-        if path.suffix != ".keras":
-            raise ValueError(f"Expected a .keras model file; received {path}.")
-        if not path.is_file():
-            raise FileNotFoundError(f"No such model file: {path}")
-        return keras.saving.load_model(path, compile=False)
-    if width is None or weights is None:
-        raise ValueError("Building a GhostNet for export needs both a width and weights.")
-    if os.fspath(weights) != "imagenet" and not Path(weights).is_file():
-        raise FileNotFoundError(f"No such weights file: {weights}")
-    from ghostnet_keras.ghostnet import GhostNet
-
-    return GhostNet(
-        width=width, weights=weights, classes=classes, input_shape=(None, None, 3),
-        include_top=True, classifier_activation="softmax", include_preprocessing=True,
-    )
-
-
-# Command line interface. The flags live in a private FlagValues so that importing this module
-# never clashes with flags of other modules (ghostnet_keras.convert also defines --width).
-_FLAGS = flags.FlagValues()
-flags.DEFINE_string("model", None, "A .keras model to export.", flag_values=_FLAGS)
-flags.DEFINE_float(
-    "width", None, "Width multiplier of a GhostNet to build (with --weights) instead of --model.",
-    flag_values=_FLAGS,
-)
-flags.DEFINE_string(
-    "weights", None,
-    "GhostNet weights for --width: .weights.h5, .keras, a reference checkpoint "
-    "(.safetensors, .pth, ...) or 'imagenet'.",
-    flag_values=_FLAGS,
-)
-flags.DEFINE_integer(
-    "classes", 1000, "Number of classes of the --width/--weights GhostNet.", lower_bound=1,
-    flag_values=_FLAGS,
-)
-flags.DEFINE_string(
-    "export_base", None, "TF Serving model base path; the export goes to <export_base>/<version>.",
-    flag_values=_FLAGS,
-)
-flags.DEFINE_integer("version", 1, "Model version (folder name).", lower_bound=0,
-                     flag_values=_FLAGS)
-flags.DEFINE_integer(
-    "image_size", None, "Centre-crop size; default: the model's fixed input size, else 224.",
-    lower_bound=1, flag_values=_FLAGS,
-)
-flags.DEFINE_integer(
-    "top_k", None, f"Number of top classes returned; default: min({DEFAULT_TOP_K}, classes).",
-    lower_bound=1, flag_values=_FLAGS,
-)
-flags.DEFINE_string(
-    "labels", None,
-    "labels.txt with one class name per line; default: ImageNet names for 1000 classes, "
-    "else class_<i>.",
-    flag_values=_FLAGS,
-)
-flags.DEFINE_boolean(
-    "outputs_are_logits", None,
-    "Whether the model outputs logits (a softmax is added). Default: detected from the "
-    "output layer's activation.",
-    flag_values=_FLAGS,
-)
-flags.DEFINE_boolean("overwrite", False, "Replace an existing version folder.",
-                     flag_values=_FLAGS)
-flags.DEFINE_boolean("warmup", True, "Write assets.extra/tf_serving_warmup_requests.",
-                     flag_values=_FLAGS)
-flags.DEFINE_string("model_name", DEFAULT_MODEL_NAME, "model_spec.name of the warmup requests.",
-                    flag_values=_FLAGS)
-flags.DEFINE_boolean("help", False, "Show this help.", short_name="h", flag_values=_FLAGS)
-
-
-def parse_flags(argv: Sequence[str]) -> list[str]:
-    """Parses the export flags (and absl's global flags) from `argv`.
-
-    Args:
-        argv: command line, including the program name.
-
-    Returns:
-        The remaining positional arguments, including the program name.
-    """
-    _FLAGS.unparse_flags()
-    try:
-        remaining = _FLAGS(list(argv), known_only=True)
-    except flags.Error as e:
-        sys.stderr.write(f"FATAL Flags parsing error: {e}\n{_FLAGS.get_help()}\n")
-        sys.exit(1)
-    if _FLAGS.help:
-        print(f"Usage: python -m ghostnet_keras.serving [flags]\n\n{_FLAGS.get_help()}")
-        sys.exit(0)
-    return app.parse_flags_with_usage(remaining)
-
-
-def main(argv: Sequence[str]) -> None:
-    """Exports the model selected by the flags (see `parse_flags`) and prints the folder.
-
-    Args:
-        argv: positional arguments left after flag parsing; only the program name is allowed.
-
-    Raises:
-        app.UsageError: for missing, extra or conflicting arguments, a missing file, or an
-            existing version without `--overwrite`.
-    """
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if not _FLAGS.export_base:
-        raise app.UsageError("--export_base is required.")
-    if _FLAGS.model and (_FLAGS.width is not None or _FLAGS.weights):
-        raise app.UsageError("Give either --model, or --width and --weights, not both.")
-    if not _FLAGS.model and (_FLAGS.width is None or not _FLAGS.weights):
-        raise app.UsageError("Give --model=<file.keras>, or --width and --weights.")
-    target = Path(_FLAGS.export_base) / str(_FLAGS.version)
-    if target.exists() and not _FLAGS.overwrite:
-        raise app.UsageError(f"{target} already exists; pass --overwrite or another --version.")
-    try:
-        model = load_model_for_export(
-            _FLAGS.model, width=_FLAGS.width, weights=_FLAGS.weights, classes=_FLAGS.classes
-        )
-        written = export_serving_model(
-            model,
-            _FLAGS.export_base,
-            _FLAGS.version,
-            image_size=_FLAGS.image_size,
-            top_k=_FLAGS.top_k,
-            labels=_FLAGS.labels,
-            outputs_are_logits=_FLAGS.outputs_are_logits,
-            overwrite=_FLAGS.overwrite,
-            warmup=_FLAGS.warmup,
-            model_name=_FLAGS.model_name,
-        )
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        raise app.UsageError(str(e)) from e
-    print(f"wrote {written}")
-
-
-def main_entry() -> None:
-    """Console-script entry point (`ghostnet-export-serving`)."""
-    app.run(main, flags_parser=parse_flags)
-
-
-if __name__ == "__main__":
-    main_entry()

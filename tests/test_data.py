@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ghostnet_keras import preprocessing
-from ghostnet_keras.training import augment, data
+from ghostnet_keras.training import augment, data, datasets
 from ghostnet_keras.training import quickstart_dataset as qs
 
 from .fakes import write_fake_ilsvrc_tars
@@ -138,12 +138,12 @@ def image_tree(tmp_path: Path) -> Path:
 
 def test_unknown_dataset_lists_datasets(tmp_path: Path) -> None:
     for call in (
-        lambda: data.dataset_info("mnist"),
+        lambda: datasets.dataset_info("mnist"),
         lambda: data.build_dataset("mnist", "train", image_size=8, batch_size=2, training=True),
     ):
         with pytest.raises(ValueError, match="Unknown dataset 'mnist'") as info:
             call()
-        for name in data.DATASETS:
+        for name in datasets.DATASETS:
             assert name in str(info.value)
 
 
@@ -158,12 +158,12 @@ def test_bad_augmentation_name(qs_dir: str) -> None:
 def test_cifar10_not_prepared_fails_fast(tmp_path: Path) -> None:
     start = time.monotonic()
     for call in (
-        lambda: data.dataset_info("cifar10", data_dir=str(tmp_path)),
+        lambda: datasets.dataset_info("cifar10", data_dir=str(tmp_path)),
         lambda: data.build_dataset(
             "cifar10", "train", image_size=32, batch_size=8, training=True, data_dir=str(tmp_path)
         ),
     ):
-        with pytest.raises(data.DatasetNotFoundError) as info:
+        with pytest.raises(datasets.DatasetNotFoundError) as info:
             call()
         message = str(info.value)
         assert str(tmp_path) in message
@@ -175,19 +175,19 @@ def test_cifar10_not_prepared_fails_fast(tmp_path: Path) -> None:
 
 def test_imagenet_without_manual_dir_says_what_to_put_where(tmp_path: Path) -> None:
     data_dir = str(tmp_path / "tfds")
-    with pytest.raises(data.DatasetNotFoundError) as info:
-        data.dataset_info("imagenet2012", data_dir=data_dir)
+    with pytest.raises(datasets.DatasetNotFoundError) as info:
+        datasets.dataset_info("imagenet2012", data_dir=data_dir)
     message = str(info.value)
     assert "ILSVRC2012_img_train.tar" in message and "ILSVRC2012_img_val.tar" in message
     assert "manual_dir" in message and data_dir in message
 
-    with pytest.raises(data.DatasetNotFoundError, match="does not exist"):
-        data.dataset_info("imagenet2012", data_dir=data_dir, manual_dir=str(tmp_path / "nope"))
+    with pytest.raises(datasets.DatasetNotFoundError, match="does not exist"):
+        datasets.dataset_info("imagenet2012", data_dir=data_dir, manual_dir=str(tmp_path / "nope"))
 
     manual = tmp_path / "manual"
     manual.mkdir()
     (manual / "ILSVRC2012_img_val.tar").write_bytes(b"")
-    with pytest.raises(data.DatasetNotFoundError) as info:
+    with pytest.raises(datasets.DatasetNotFoundError) as info:
         data.build_dataset(
             "imagenet2012", "train", image_size=32, batch_size=2, training=True,
             data_dir=data_dir, manual_dir=str(manual),
@@ -197,22 +197,22 @@ def test_imagenet_without_manual_dir_says_what_to_put_where(tmp_path: Path) -> N
 
 def test_image_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs folder="):
-        data.dataset_info("image_folder")
+        datasets.dataset_info("image_folder")
     missing = tmp_path / "missing"
-    with pytest.raises(data.DatasetNotFoundError, match="does not exist") as info:
-        data.dataset_info("image_folder", folder=str(missing))
+    with pytest.raises(datasets.DatasetNotFoundError, match="does not exist") as info:
+        datasets.dataset_info("image_folder", folder=str(missing))
     assert str(missing) in str(info.value) and "<split>/<class_name>" in str(info.value)
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(data.DatasetNotFoundError, match="No images found") as info:
-        data.dataset_info("image_folder", folder=str(empty))
+    with pytest.raises(datasets.DatasetNotFoundError, match="No images found") as info:
+        datasets.dataset_info("image_folder", folder=str(empty))
     assert str(empty) in str(info.value) and "<split>/<class_name>" in str(info.value)
 
     # Split and class folders, but no image files (a .txt is ignored).
     (empty / "train" / "cat").mkdir(parents=True)
     (empty / "train" / "cat" / "notes.txt").write_text("not an image")
-    with pytest.raises(data.DatasetNotFoundError, match="No images found"):
+    with pytest.raises(datasets.DatasetNotFoundError, match="No images found"):
         data.build_dataset(
             "image_folder", "train", image_size=8, batch_size=2, training=True, folder=str(empty)
         )
@@ -220,8 +220,8 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     # Images directly under the split folder (no class folders).
     flat = tmp_path / "flat"
     _write_image(flat / "train" / "a.png", _random_image(0, 8, 8))
-    with pytest.raises(data.DatasetNotFoundError, match="No images found"):
-        data.dataset_info("image_folder", folder=str(flat))
+    with pytest.raises(datasets.DatasetNotFoundError, match="No images found"):
+        datasets.dataset_info("image_folder", folder=str(flat))
 
 
 def test_unknown_split(image_tree: Path, qs_dir: str) -> None:
@@ -256,8 +256,8 @@ def test_quickstart_source_and_split() -> None:
 
 
 def test_quickstart_info(qs_dir: str) -> None:
-    info = data.dataset_info("quickstart", data_dir=qs_dir)
-    assert info == data.DatasetInfo(
+    info = datasets.dataset_info("quickstart", data_dir=qs_dir)
+    assert info == datasets.DatasetInfo(
         name="quickstart",
         num_classes=10,
         class_names=tuple(str(d) for d in range(10)),
@@ -357,7 +357,7 @@ def test_quickstart_sharding(qs_dir: str) -> None:
 
 def test_cifar10_mocked(mock_meta_dir: str) -> None:
     with _mock(mock_meta_dir, num_examples=10):
-        info = data.dataset_info("cifar10")
+        info = datasets.dataset_info("cifar10")
         assert info.num_classes == 10 and info.class_names[0] == "airplane"
         assert info.num_examples == {"train": 50_000, "test": 10_000}
         assert (info.train_split, info.eval_split) == ("train", "test")
@@ -375,7 +375,7 @@ def test_cifar10_mocked(mock_meta_dir: str) -> None:
 
 def test_imagenet_mocked_jpeg_bytes(mock_meta_dir: str) -> None:
     with _mock(mock_meta_dir, num_examples=6):
-        info = data.dataset_info("imagenet2012")
+        info = datasets.dataset_info("imagenet2012")
         assert info.num_classes == 1000 and info.class_names[0] == "n01440764"
         assert (info.train_split, info.eval_split) == ("train", "validation")
         # What the mock yields with SkipDecoding: encoded JPEG bytes (small random images).
@@ -405,7 +405,7 @@ def test_imagenet_prepares_offline_from_manual_tars(tmp_path: Path) -> None:
     manual = tmp_path / "manual"
     write_fake_ilsvrc_tars(manual)
     data_dir = str(tmp_path / "tfds")
-    info = data.dataset_info("imagenet2012", data_dir=data_dir, manual_dir=str(manual))
+    info = datasets.dataset_info("imagenet2012", data_dir=data_dir, manual_dir=str(manual))
     assert info.num_examples == {"train": 6, "validation": 3}
     assert (info.train_split, info.eval_split) == ("train", "validation")
     # Prepared: no manual_dir needed any more.
@@ -430,7 +430,7 @@ def test_imagenet_prepares_offline_from_manual_tars(tmp_path: Path) -> None:
 
 def test_image_folder_pipeline(image_tree: Path) -> None:
     folder = str(image_tree)
-    info = data.dataset_info("image_folder", folder=folder)
+    info = datasets.dataset_info("image_folder", folder=folder)
     assert info.class_names == ("cat", "dog") and info.num_classes == 2
     assert info.num_examples == {"train": 10, "val": 4}
     assert (info.train_split, info.eval_split) == ("train", "val")

@@ -16,8 +16,8 @@ import pytest
 
 pytest.importorskip("ai_edge_litert", reason="needs the `tflite` extra (ai-edge-litert)")
 
+from ghostnet_keras.synthetic_images import synthetic_images
 from ghostnet_keras.tflite import (
-    calibration,
     conversion,
     flatbuffer_schema,
     mediapipe_runner,
@@ -131,14 +131,14 @@ def ghostnet() -> keras.Model:
     keras.utils.set_random_seed(0)
     model = GhostNet(width=0.5, input_shape=(SIZE, SIZE, 3), classes=len(LABELS),
                      classifier_activation=None, dropout_rate=0.0)
-    statistics = np.stack(list(calibration.synthetic_images(16, SIZE, seed=3)()))
+    statistics = np.stack(list(synthetic_images(16, SIZE, seed=3)()))
     return _spread_head(_randomize(model, statistics), statistics)
 
 
 @pytest.fixture(scope="module")
 def images() -> np.ndarray:
     """Three RGB uint8 images at the model size."""
-    generated = calibration.synthetic_images(3, SIZE, seed=5)()
+    generated = synthetic_images(3, SIZE, seed=5)()
     return np.stack([np.clip(np.rint(image), 0, 255) for image in generated]).astype(np.uint8)
 
 
@@ -146,7 +146,7 @@ def images() -> np.ndarray:
 def exported(ghostnet: keras.Model) -> dict[str, bytes]:
     """fp32, fp16 and int8 with uint8 input/output (the Android default), with metadata."""
     models = conversion.convert_modes(ghostnet, ("fp32", "fp16", "int8"),
-                                      calibration.synthetic_images(16, SIZE, seed=1), io="uint8")
+                                      synthetic_images(16, SIZE, seed=1), io="uint8")
     models["int8_uint8_io"] = models.pop("int8")
     assert verify.float_compute_ops(models["int8_uint8_io"], float_io=False) == []
     return {mode: _with_metadata(data, f"ghostnet_050_{mode}") for mode, data in models.items()}
@@ -279,14 +279,15 @@ def test_mediapipe_stretches_other_sizes_without_crop(client, exported, images, 
 @pytest.mark.slow
 def test_mediapipe_accepts_qat_int8(client, ghostnet, images, tmp_path) -> None:
     pytest.importorskip("tensorflow_model_optimization")
-    from ghostnet_keras.training import qat
+    from ghostnet_keras.training.qat_export import convert_qat
+    from ghostnet_keras.training.qat_model import build_qat_model
 
-    qat_model = qat.build_qat_model(ghostnet, width=0.5, num_classes=len(LABELS),
-                                    image_size=SIZE, dropout_rate=0.0)
-    batch = np.stack(list(calibration.synthetic_images(8, SIZE, seed=2)()))
+    qat_model = build_qat_model(ghostnet, width=0.5, num_classes=len(LABELS),
+                                image_size=SIZE, dropout_rate=0.0)
+    batch = np.stack(list(synthetic_images(8, SIZE, seed=2)()))
     for _ in range(3):  # training-mode passes set the fake-quant ranges
         qat_model(batch, training=True)
-    data = _with_metadata(qat.convert_qat(qat_model, io="uint8"), "ghostnet_050_qat_int8")
+    data = _with_metadata(convert_qat(qat_model, io="uint8"), "ghostnet_050_qat_int8")
     assert verify.float_compute_ops(data, float_io=False) == []
     path = tmp_path / "ghostnet_qat_int8.tflite"
     path.write_bytes(data)
@@ -296,7 +297,7 @@ def test_mediapipe_accepts_qat_int8(client, ghostnet, images, tmp_path) -> None:
 
 
 def test_mediapipe_refuses_int8_io_with_its_message(client, tmp_path) -> None:
-    plain = conversion.convert(_tiny_model(), "int8", calibration.synthetic_images(4, 32), "int8")
+    plain = conversion.convert(_tiny_model(), "int8", synthetic_images(4, 32), "int8")
     path = tmp_path / "int8_io.tflite"
     path.write_bytes(metadata.with_image_classifier_metadata(plain, list("abcde"), name="x"))
     with pytest.raises(mediapipe_runner.MediaPipeError, match="uint8/float32, got INT8"):

@@ -93,3 +93,15 @@ def test_a_failed_stage_leaves_no_marker(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="stage failed"):
         Pipeline(tmp_path, data_dir=None)._stage("qat", fail)
     assert not (tmp_path / ".done" / "qat").exists()
+
+
+def test_model_picks_the_family_member_and_its_image_size(tmp_path: Path) -> None:
+    assert Pipeline(tmp_path, data_dir=None).config.model == "ghostnet"
+    v2 = Pipeline(tmp_path, data_dir=None, model="ghostnetv2")
+    assert (v2.config.model, v2.config.image_size, v2.stem) == (
+        "ghostnetv2", 48, "ghostnetv2_quickstart")
+    # the user's overrides win over the family's defaults
+    v3 = Pipeline(tmp_path, data_dir=None, model="ghostnetv3", params_override="image_size=40")
+    assert (v3.config.model, v3.config.image_size) == ("ghostnetv3", 40)
+    with pytest.raises(ValueError, match="Unknown model 'resnet56'"):
+        Pipeline(tmp_path, data_dir=None, model="resnet56")

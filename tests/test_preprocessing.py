@@ -12,23 +12,10 @@ import pytest
 import tensorflow as tf
 
 from ghostnet_keras import preprocessing
+from ghostnet_keras.synthetic_images import synthetic_image
 
 RESIZE = 256  # eval_resize_size(224)
 CROP = 224
-
-
-def _natural_image(height: int, width: int, seed: int) -> np.ndarray:
-    """Smooth colour waves plus noise: resampling-friendly, but a 1-pixel shift shows."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    channel = np.arange(3, dtype=np.float32)
-    image = (
-        128.0
-        + 60.0 * np.sin(x[..., None] / 7.0 + channel)
-        + 50.0 * np.cos(y[..., None] / 5.0 - channel)
-        + rng.normal(0.0, 10.0, (height, width, 3))
-    )
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
 def _torchvision_resize_shape(height: int, width: int, size: int) -> tuple[int, int]:
@@ -83,7 +70,7 @@ def test_resize_shorter_side_long_side_is_truncated(
 
 
 def test_resize_shorter_side_keeps_an_image_of_the_right_size() -> None:
-    image = _natural_image(256, 400, seed=0)
+    image = synthetic_image(256, 400, seed=0)
     resized = preprocessing.resize_shorter_side(tf.constant(image), RESIZE).numpy()
     np.testing.assert_array_equal(resized, image.astype(np.float32))
 
@@ -128,7 +115,7 @@ def test_rank_is_checked() -> None:
 
 @pytest.mark.parametrize("height, width", [(300, 451), (451, 300), (97, 131), (257, 385)])
 def test_eval_preprocess_is_resize_then_centre_crop(height: int, width: int) -> None:
-    image = _natural_image(height, width, seed=1)
+    image = synthetic_image(height, width, seed=1)
     new_height, new_width = _torchvision_resize_shape(height, width, RESIZE)
     top, left = _torchvision_crop_offsets(new_height, new_width, CROP)
     expected = tf.image.resize(image, [new_height, new_width], method="bicubic", antialias=True)
@@ -179,7 +166,7 @@ def test_eval_preprocess_keeps_the_centre_pixels() -> None:
 
 
 def test_eval_preprocess_uint8_float_and_batch_agree() -> None:
-    image = _natural_image(300, 451, seed=2)
+    image = synthetic_image(300, 451, seed=2)
     out = preprocessing.eval_preprocess(tf.constant(image), CROP).numpy()
     for dtype in (tf.float32, tf.float64, tf.int32):
         same = preprocessing.eval_preprocess(tf.cast(image, dtype), CROP)
@@ -202,7 +189,7 @@ def test_eval_preprocess_in_a_graph_with_unknown_size() -> None:
         input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
     )
     assert fn.get_concrete_function().structured_outputs.shape.as_list() == [CROP, CROP, 3]
-    image = _natural_image(97, 131, seed=4)
+    image = synthetic_image(97, 131, seed=4)
     np.testing.assert_array_equal(
         fn(tf.constant(image)), preprocessing.eval_preprocess(tf.constant(image), CROP)
     )
@@ -216,7 +203,7 @@ def test_eval_preprocess_in_a_graph_with_unknown_size() -> None:
 def test_eval_preprocess_matches_pil_and_torchvision(height: int, width: int) -> None:
     """timm's eval transform written out with PIL: `Resize(256, BICUBIC)` + `CenterCrop(224)`."""
     pil = pytest.importorskip("PIL.Image")
-    image = _natural_image(height, width, seed=5)
+    image = synthetic_image(height, width, seed=5)
     new_height, new_width = _torchvision_resize_shape(height, width, RESIZE)
     resized = pil.fromarray(image).resize((new_width, new_height), pil.BICUBIC)
     top, left = _torchvision_crop_offsets(new_height, new_width, CROP)

@@ -13,9 +13,8 @@ import sys
 
 import keras
 import pytest
-from absl import app
 
-from ghostnet_keras import profiler
+from ghostnet_keras import profile_cli, profiler
 
 # Independent hand counts of keras.applications' MobileNets, from their papers' tables
 # (MobileNetV2 Table 2, MobileNetV3 Tables 1-2) and keras' 8-channel rounding: no profiler code.
@@ -219,33 +218,22 @@ class ComposedBlock(keras.layers.Layer):
         return self.dw(self.conv(x)) * self.scale
 
 
-def test_composite_custom_layer():
+def test_composite_layers_and_subclassed_models_are_refused():
     inputs = keras.Input((6, 6, 2))
     model = keras.Model(inputs, ComposedBlock(name="block")(inputs))
-    result = profiler.profile(model)
-    assert result.macs == 6 * 6 * 4 * 2 + 6 * 6 * 4 * 9
-    assert result.params == 12 + 40 + 1
-    assert sum(row.params for row in result.layers) == result.params
-    assert {row.name for row in result.layers} == {"block", "block/conv", "block/dw"}
+    with pytest.raises(TypeError, match="'block' \\(ComposedBlock\\) has sub-layers"):
+        profiler.profile(model)
 
-
-def test_subclassed_model_needs_input_shape():
     class Sub(keras.Model):
         def __init__(self):
-            super().__init__()
-            self.block = ComposedBlock()
-            self.pool = keras.layers.GlobalAveragePooling2D()
+            super().__init__(name="sub")
             self.head = keras.layers.Dense(3)
 
         def call(self, x):
-            return self.head(self.pool(self.block(x)))
+            return self.head(x)
 
-    model = Sub()
-    result = profiler.profile(model, input_shape=(6, 6, 2))
-    assert result.macs == 6 * 6 * 4 * 2 + 6 * 6 * 4 * 9 + 4 * 3
-    assert result.params == 53 + 15
-    with pytest.raises(ValueError, match="input_shape"):
-        profiler.profile(model)
+    with pytest.raises(TypeError, match="functional API"):
+        profiler.profile(Sub(), input_shape=(4,))
 
 
 def test_multi_input_model():
@@ -326,13 +314,8 @@ def test_mobilenet_v3_input_shape():
     assert smaller.params == result.params
 
 
-def _run_main(argv: list[str]) -> None:
-    profiler.main(profiler.parse_flags(["profiler", *argv]))
-
-
-def test_cli_json(capsys):
-    _run_main(["--model=MobileNetV3Small", "--json"])
-    data = json.loads(capsys.readouterr().out)
+def test_report_json():
+    data = json.loads(profile_cli.report("MobileNetV3Small", 224, as_json=True))
     assert data["name"] == "MobileNetV3Small"
     assert data["input_shape"] == [224, 224, 3]
     assert data["params"] == 2_554_968
@@ -341,34 +324,27 @@ def test_cli_json(capsys):
     assert "layers" not in data
 
 
-def test_cli_table_and_per_layer(capsys):
-    _run_main(["--model=MobileNetV3Small", "--input_size=160", "--per_layer"])
-    out = capsys.readouterr().out
+def test_report_table_and_per_layer():
+    out = profile_cli.report("MobileNetV3Small", 160, per_layer=True)
     assert "MACs (per image)" in out and "expanded_conv_project" in out
     assert "(160, 160, 3)" in out
-    # Flags are reset between invocations.
-    _run_main(["--model=MobileNetV3Small", "--json"])
-    assert json.loads(capsys.readouterr().out)["input_shape"] == [224, 224, 3]
 
 
-def test_cli_keras_file(tmp_path, capsys):
+def test_report_keras_file(tmp_path):
     inputs = keras.Input((None, None, 3))
     outputs = keras.layers.Conv2D(4, 3, padding="same")(inputs)
     path = os.fspath(tmp_path / "tiny.keras")
     keras.Model(inputs, outputs).save(path)
-    _run_main([f"--model={path}", "--input_size=8", "--json", "--per_layer"])
-    data = json.loads(capsys.readouterr().out)
+    # undefined spatial dims: profiled at input_size even when it is not forced
+    data = json.loads(profile_cli.report(path, 8, force_size=False, per_layer=True,
+                                         as_json=True))
     assert data["macs"] == 8 * 8 * 4 * 27
     assert data["layers"][0]["class_name"] == "Conv2D"
 
 
-def test_cli_errors():
-    with pytest.raises(app.UsageError):
-        _run_main(["--model=NoSuchNet"])
-    with pytest.raises(app.UsageError):
-        _run_main(["--model=MobileNetV3Small", "extra"])
-    with pytest.raises(SystemExit):
-        _run_main(["--input_size=0"])
+def test_report_unknown_model():
+    with pytest.raises(ValueError, match="Unknown model 'NoSuchNet'"):
+        profile_cli.report("NoSuchNet", 224)
 
 
 @pytest.mark.slow
@@ -376,7 +352,7 @@ def test_cli_subprocess():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": repo, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, "-m", "ghostnet_keras.profiler", "--model=MobileNetV2", "--json"],
+        [sys.executable, "-m", "ghostnet_keras.profile_cli", "--model=MobileNetV2", "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -387,3 +363,10 @@ def test_cli_subprocess():
     data = json.loads(proc.stdout)
     assert data["macs"] == _hand_count_macs(224, 32, MOBILENET_V2_BLOCKS, 1280, [1000])
     assert data["params"] == 3_538_984
+    for bad, message in ((["--model=NoSuchNet"], "Unknown model 'NoSuchNet'"),
+                         (["--input_size=0"], "input_size"),
+                         (["--model=MobileNetV2", "extra"], "Unexpected arguments: extra")):
+        proc = subprocess.run([sys.executable, "-m", "ghostnet_keras.profile_cli", *bad],
+                              capture_output=True, text=True, env=env, cwd=repo, check=False,
+                              timeout=300)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]

@@ -17,6 +17,14 @@ import keras
 import numpy as np
 import pytest
 
+from ghostnet_keras.training import qat_export
+from ghostnet_keras.training.qat_model import (
+    _quantize_config_class,
+    build_qat_model,
+    build_tf_keras_model,
+)
+from ghostnet_keras.training.quantization_friendly import quantization_friendly
+
 REPO_DIR = Path(__file__).resolve().parents[1]
 SE_GATES = {f"block{b}_se_gate" for b in ("3a", "4a", "6d", "6e", "7a", "8b", "8d")}
 
@@ -72,10 +80,10 @@ def images() -> np.ndarray:
     return np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
 
 
-def test_importing_qat_module_does_not_import_tf_keras_or_tfmot() -> None:
+def test_importing_qat_modules_does_not_import_tf_keras_or_tfmot() -> None:
     code = (
         "import os, sys\n"
-        "import ghostnet_keras.training.qat\n"
+        "import ghostnet_keras.training.qat, ghostnet_keras.training.qat_export\n"
         "bad = [m for m in ('tf_keras', 'tensorflow_model_optimization', 'tensorflow')"
         " if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -91,7 +99,7 @@ def test_importing_qat_module_does_not_import_tf_keras_or_tfmot() -> None:
 def test_tf_keras_twin_has_same_layers_weights_and_outputs(qat, float_model, images) -> None:
     import tf_keras
 
-    twin = qat.build_tf_keras_model(
+    twin = build_tf_keras_model(
         float_model, width=0.5, num_classes=10, image_size=32, dropout_rate=0.1)
     assert isinstance(twin, tf_keras.Model)
     def names(model):
@@ -111,7 +119,7 @@ def test_tf_keras_twin_has_same_layers_weights_and_outputs(qat, float_model, ima
     assert diff <= 1e-4
 
     # The quantization-friendly rewrite computes the same function.
-    rewritten, caps = qat.quantization_friendly(twin)
+    rewritten, caps = quantization_friendly(twin)
     assert caps == {}
     names = {layer.name for layer in rewritten.layers}
     assert not any(name.endswith(("_gate_shift", "_gate_relu6")) for name in names)  # folded
@@ -119,13 +127,13 @@ def test_tf_keras_twin_has_same_layers_weights_and_outputs(qat, float_model, ima
     assert not any(isinstance(layer, tf_keras.layers.Rescaling) for layer in rewritten.layers)
     diff = np.abs(rewritten(images).numpy() - twin(images).numpy()).max()
     assert diff <= 1e-4
-    _, caps = qat.quantization_friendly(twin, cap_relu_by_quantizer=True)
+    _, caps = quantization_friendly(twin, cap_relu_by_quantizer=True)
     assert caps == dict.fromkeys(SE_GATES, (0.0, 1.0))
 
 
 @pytest.fixture(scope="module")
 def qat_model(qat, float_model):
-    return qat.build_qat_model(
+    return build_qat_model(
         float_model, width=0.5, num_classes=10, image_size=32, dropout_rate=0.1)
 
 
@@ -140,7 +148,7 @@ def test_quantize_apply_wraps_ghostnet_and_quantizes_the_se_gate(qat, qat_model,
     others = [type(layer).__name__ for layer in qat_model.layers
               if layer.name not in wrappers]
     assert sorted(others) == ["InputLayer", "QuantizeLayer"]
-    config_class = qat._quantize_config_class()
+    config_class = _quantize_config_class()
     for gate in SE_GATES:
         block = gate.removesuffix("_se_gate")
         gate_config = wrappers[f"quant_{gate}"].quantize_config
@@ -163,10 +171,10 @@ def _op_counts(tflite_bytes: bytes) -> collections.Counter:
 
 @pytest.fixture(scope="module")
 def quickstart_dir(tmp_path_factory) -> str:
-    from ghostnet_keras.training import data
+    from ghostnet_keras.training import datasets
 
     path = str(tmp_path_factory.mktemp("tfds"))
-    data.dataset_info("quickstart", data_dir=path)
+    datasets.dataset_info("quickstart", data_dir=path)
     return path
 
 
@@ -199,9 +207,9 @@ def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp
     assert len((model_dir / "qat_history.csv").read_text().splitlines()) == 2
     assert not (model_dir / "qat_backup").exists()
     saved_model = model_dir / "qat_saved_model"
-    assert signature_with_batch(saved_model, 1) == qat.TFLITE_SIGNATURE  # default: any batch
+    assert signature_with_batch(saved_model, 1) == qat_export.TFLITE_SIGNATURE  # default: any batch
 
-    tflite_bytes = qat.convert_qat(saved_model)  # raises FloatOpError on any float compute op
+    tflite_bytes = qat_export.convert_qat(saved_model)  # raises FloatOpError on a float op
     assert float_compute_ops(tflite_bytes) == []
     counts = _op_counts(tflite_bytes)
     # BN folded into every conv (no standalone MUL/ADD), gate clip fused, preprocessing a DW.
@@ -278,3 +286,65 @@ def test_qat_resumes_from_its_backup_after_sigkill(qat, quickstart_dir, tmp_path
     assert history[0] == before_kill[0]
     assert len((model_dir / qat.HISTORY_CSV).read_text().splitlines()) == 3
     assert (model_dir / qat.SAVED_MODEL_DIR).is_dir() and not backup.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_ghostnet_v2_v3_quantize_to_integer_only_int8(qat, version) -> None:
+    """The DFC gate (sigmoid, nearest resize, multiply) quantizes; a V3 is fine-tuned deployed."""
+    import tensorflow_model_optimization as tfmot
+    from ai_edge_litert.interpreter import Interpreter
+
+    import ghostnet_keras
+    from ghostnet_keras.nearest_resize import tf_keras_nearest_resize
+    from ghostnet_keras.tflite.verify import float_compute_ops
+
+    size, width = 40, 0.25  # the smallest V2/V3 input is 33 x 33
+    keras.utils.set_random_seed(0)
+    constructor = {"v2": ghostnet_keras.GhostNetV2, "v3": ghostnet_keras.GhostNetV3}[version]
+    float_model = constructor(width=width, input_shape=(size, size, 3), classes=10,
+                              classifier_activation=None)
+    _randomize_batch_norm(float_model)
+    batch = np.random.default_rng(2).uniform(0, 255, (8, size, size, 3)).astype("float32")
+
+    twin = build_tf_keras_model(float_model, width=width, num_classes=10, image_size=size,
+                                version=version)
+    names = {layer.name for layer in twin.layers}
+    if version == "v3":  # the deploy form: fused convs, no parallel branches
+        assert "block3a_ghost1_primary_conv" in names
+        assert not any(name.endswith(("_primary_add", "_cheap_add", "_dw_add")) for name in names)
+    expected = float_model(batch).numpy()
+    # 1e-3: V3's fused convs round differently on the large activations of random BN stats
+    # (the fusion itself is checked to 1e-5 against timm in test_ghostnet_v2v3.py).
+    np.testing.assert_allclose(twin(batch, training=False).numpy(), expected,
+                               atol=1e-3 * np.abs(expected).max())
+
+    qat_model = build_qat_model(float_model, width=width, num_classes=10, image_size=size,
+                                dropout_rate=0.0, version=version)
+    wrappers = [layer for layer in qat_model.layers
+                if isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2)]
+    resizes = [w for w in wrappers if isinstance(w.layer, tf_keras_nearest_resize())]
+    assert len(resizes) == 14 and all(w.quantize_config.quantize_output is False
+                                      for w in resizes)
+    for _ in range(3):  # training-mode passes set the fake-quant ranges
+        qat_model(batch, training=True)
+    tflite_bytes = qat_export.convert_qat(qat_model, io="int8")  # raises on a float op
+    assert float_compute_ops(tflite_bytes, float_io=False) == []
+    counts = _op_counts(tflite_bytes)
+    assert counts["LOGISTIC"] == counts["RESIZE_NEAREST_NEIGHBOR"] == 14
+    assert counts["AVERAGE_POOL_2D"] == 14 and counts["MUL"] == 14 + 7  # DFC gates, SE excites
+
+    interpreter = Interpreter(model_content=tflite_bytes)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    (in_scale, in_zero), (out_scale, out_zero) = inp["quantization"], out["quantization"]
+    lite = []
+    for image in batch:
+        quantized = np.clip(np.round(image / in_scale + in_zero), -128, 127).astype(np.int8)
+        interpreter.set_tensor(inp["index"], quantized[None])
+        interpreter.invoke()
+        lite.append((interpreter.get_tensor(out["index"])[0].astype(np.float32) - out_zero)
+                    * out_scale)
+    fake_quantized = qat_model(batch, training=False).numpy()
+    # int8 arithmetic vs the fake-quantized float graph: a few output steps apart.
+    assert np.abs(np.array(lite) - fake_quantized).max() <= 4 * out_scale

@@ -25,8 +25,9 @@ pytest.importorskip(
 )
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from ghostnet_keras import heads, imagenet, preprocessing, serving
+from ghostnet_keras import heads, imagenet, preprocessing, serving, serving_cli
 from ghostnet_keras.ghostnet import GhostNet
+from ghostnet_keras.synthetic_images import synthetic_image
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 224
@@ -34,28 +35,6 @@ TOP_K = 5
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _natural_image(height: int, width: int, seed: int) -> np.ndarray:
-    """A natural-looking RGB image: smooth colour gradients, a few shapes, soft texture."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    y /= height
-    x /= width
-    base = rng.uniform(40, 215, 3)
-    slope = rng.uniform(-80, 80, (2, 3))
-    image = base + x[..., None] * slope[0] + y[..., None] * slope[1]
-    for _ in range(4):
-        cy, cx = rng.uniform(0.1, 0.9, 2)
-        ry, rx = rng.uniform(0.05, 0.3, 2)
-        mask = ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 < 1.0
-        image[mask] = 0.5 * image[mask] + 0.5 * rng.uniform(0, 255, 3)
-    top, left = rng.uniform(0.1, 0.5, 2)
-    rect = (y > top) & (y < top + 0.3) & (x > left) & (x < left + 0.4)
-    image[rect] = rng.uniform(0, 255, 3)
-    noise = rng.normal(0, 12, (height // 4 + 1, width // 4 + 1, 3))
-    image += np.kron(noise, np.ones((4, 4, 1)))[:height, :width]
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -92,10 +71,6 @@ def _leftovers(base: Path) -> list[str]:
     return sorted(p.name for p in base.iterdir() if p.name.startswith("."))
 
 
-def _run_cli(argv: list[str]) -> None:
-    serving.main(serving.parse_flags(["ghostnet-export-serving", *argv]))
-
-
 # ----------------------------------------------------------------------------- fixtures
 
 
@@ -111,7 +86,7 @@ def ghostnet() -> keras.Model:
     keras.utils.set_random_seed(1234)
     model = GhostNet(width=0.5, input_shape=(None, None, 3))
     features = keras.Model(model.input, model.get_layer("flatten").output)
-    calibration = np.stack([_natural_image(224, 224, seed) for seed in range(10, 16)])
+    calibration = np.stack([synthetic_image(224, 224, seed) for seed in range(10, 16)])
     f = keras.ops.convert_to_numpy(features(calibration.astype(np.float32))).astype(np.float64)
     mean = f.mean(axis=0)
     spread = np.linalg.norm(f - mean, axis=1).mean()
@@ -167,10 +142,10 @@ def server(export_dir):
 @pytest.fixture(scope="module")
 def images() -> dict[str, np.ndarray]:
     return {
-        "landscape": _natural_image(300, 500, seed=1),
-        "portrait": _natural_image(451, 257, seed=2),
-        "small": _natural_image(97, 131, seed=3),
-        "square": _natural_image(256, 256, seed=4),
+        "landscape": synthetic_image(300, 500, seed=1),
+        "portrait": synthetic_image(451, 257, seed=2),
+        "small": synthetic_image(97, 131, seed=3),
+        "square": synthetic_image(256, 256, seed=4),
     }
 
 
@@ -479,7 +454,7 @@ def test_logits_and_labels(tmp_path, activation, is_logits):
     np.testing.assert_array_equal(
         result["top_k_labels"].numpy().astype(str), np.array(["cat", "dog", "bird"])[indices]
     )
-    png = _png(_natural_image(40, 50, seed=5))
+    png = _png(synthetic_image(40, 50, seed=5))
     assert loaded.signatures["serving_default"](image_bytes=[png])["probabilities"].shape == (1, 3)
 
 
@@ -599,45 +574,42 @@ def test_failed_export_leaves_nothing(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- command line
 
 
-def test_cli_exports_keras_file(tmp_path, capsys):
+def test_command_exports_keras_file(tmp_path):
     model_path = tmp_path / "tiny.keras"
     _tiny_classifier(None).save(model_path)
     base = tmp_path / "export"
-    argv = [f"--model={model_path}", f"--export_base={base}", "--image_size=32", "--top_k=2"]
-    _run_cli([*argv, "--version=4"])
-    assert f"wrote {base / '4'}" in capsys.readouterr().out
+    arguments = {"model": model_path, "export_base": base, "image_size": 32, "top_k": 2}
+    assert serving_cli.export(**arguments, version=4) == base / "4"
     loaded = tf.saved_model.load(os.fspath(base / "4"))
-    png = _png(_natural_image(50, 40, seed=6))
+    png = _png(synthetic_image(50, 40, seed=6))
     result = loaded.signatures["serving_default"](image_bytes=[png])
     assert result["top_k_labels"].shape == (1, 2)
     np.testing.assert_allclose(result["probabilities"].numpy().sum(), 1.0, atol=1e-5)
     with pytest.raises(app.UsageError, match="already exists"):
-        _run_cli([*argv, "--version=4"])
-    _run_cli([*argv, "--version=4", "--overwrite", "--nowarmup"])
+        serving_cli.export(**arguments, version=4)
+    serving_cli.export(**arguments, version=4, overwrite=True, warmup=False)
     assert not (base / "4" / serving.WARMUP_DIR / serving.WARMUP_FILE).exists()
 
 
-def test_cli_errors_write_nothing(tmp_path):
+def test_command_errors_write_nothing(tmp_path):
     base = tmp_path / "export"
     with pytest.raises(app.UsageError, match="export_base"):
-        _run_cli([f"--model={tmp_path / 'm.keras'}"])
+        serving_cli.export(model=tmp_path / "m.keras", export_base=None)
     with pytest.raises(app.UsageError, match="No such model file"):
-        _run_cli([f"--model={tmp_path / 'missing.keras'}", f"--export_base={base}"])
+        serving_cli.export(model=tmp_path / "missing.keras", export_base=base)
     with pytest.raises(app.UsageError, match="No such weights file"):
-        _run_cli(["--width=0.5", f"--weights={tmp_path / 'x.weights.h5'}", f"--export_base={base}"])
+        serving_cli.export(width=0.5, weights=tmp_path / "x.weights.h5", export_base=base)
     with pytest.raises(app.UsageError, match="not both"):
-        _run_cli([f"--model={tmp_path / 'm.keras'}", "--width=0.5", f"--export_base={base}"])
+        serving_cli.export(model=tmp_path / "m.keras", width=0.5, export_base=base)
     with pytest.raises(app.UsageError, match="--width and --weights"):
-        _run_cli([f"--export_base={base}"])
-    with pytest.raises(app.UsageError, match="Unexpected arguments"):
-        _run_cli([f"--export_base={base}", "extra"])
+        serving_cli.export(export_base=base)
     assert not base.exists()
 
 
 def test_ghostnet_from_width_and_weights(ghostnet, tmp_path):
     weights = tmp_path / "ghostnet_050.weights.h5"
     ghostnet.save_weights(weights)
-    rebuilt = serving.load_model_for_export(width=0.5, weights=weights)
+    rebuilt = serving_cli.load_model_for_export(width=0.5, weights=weights)
     assert rebuilt.input_shape == (None, None, None, 3)
     crops = tf.random.stateless_uniform([1, 96, 128, 3], seed=[7, 8], maxval=255.0)
     np.testing.assert_allclose(
@@ -645,9 +617,9 @@ def test_ghostnet_from_width_and_weights(ghostnet, tmp_path):
         atol=1e-6,
     )
     with pytest.raises(ValueError, match="either"):
-        serving.load_model_for_export(tmp_path / "m.keras", width=0.5, weights=weights)
+        serving_cli.load_model_for_export(tmp_path / "m.keras", width=0.5, weights=weights)
     with pytest.raises(ValueError, match="both a width and weights"):
-        serving.load_model_for_export(weights=weights)
+        serving_cli.load_model_for_export(weights=weights)
 
 
 @pytest.mark.slow
@@ -659,7 +631,7 @@ def test_cli_subprocess_exports_ghostnet_keras_file(ghostnet, loaded, tmp_path, 
     base = tmp_path / "export"
     env = {**os.environ, "PYTHONPATH": os.fspath(REPO_DIR), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, "-m", "ghostnet_keras.serving", f"--model={model_path}",
+        [sys.executable, "-m", "ghostnet_keras.serving_cli", f"--model={model_path}",
          f"--export_base={base}", "--version=2", "--top_k=3"],
         capture_output=True, text=True, env=env, cwd=REPO_DIR, timeout=600,
     )
@@ -669,3 +641,6 @@ def test_cli_subprocess_exports_ghostnet_keras_file(ghostnet, loaded, tmp_path, 
     result = signature(images=crops)
     np.testing.assert_allclose(result["probabilities"].numpy(), expected, atol=1e-6)
     assert result["top_k_labels"].shape == (1, 3)
+    again = subprocess.run([*proc.args, "extra"], capture_output=True, text=True, env=env,
+                           cwd=REPO_DIR, timeout=600)
+    assert again.returncode != 0 and "Unexpected arguments: extra" in again.stderr

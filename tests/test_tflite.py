@@ -20,6 +20,7 @@ import pytest
 
 pytest.importorskip("ai_edge_litert", reason="needs the `tflite` extra (ai-edge-litert)")
 
+from ghostnet_keras.synthetic_images import synthetic_images
 from ghostnet_keras.tflite import (
     benchmark,
     calibration,
@@ -104,7 +105,7 @@ def ghostnet_small() -> keras.Model:
 def ghostnet_converted(ghostnet_small: keras.Model) -> dict[str, bytes]:
     """fp32, fp16 and int8 from one export (`convert_modes`)."""
     return conversion.convert_modes(ghostnet_small, ("fp32", "fp16", "int8"),
-                                 calibration.synthetic_images(8, SIZE))
+                                 synthetic_images(8, SIZE))
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +134,7 @@ def tiny_fp32() -> bytes:
 
 @pytest.mark.slow
 def test_fp32_tflite_matches_keras(ghostnet_small: keras.Model, ghostnet_fp32: bytes) -> None:
-    images = np.stack(list(calibration.synthetic_images(3, SIZE, seed=1)()))
+    images = np.stack(list(synthetic_images(3, SIZE, seed=1)()))
     expected = ghostnet_small.predict(images, verbose=0)
     actual = _run_tflite(ghostnet_fp32, images)
     assert expected.std() > 0.05, "logits too small for a meaningful comparison"
@@ -192,7 +193,7 @@ def test_int8_check_catches_dynamic_range_model() -> None:
 
 
 def test_int8_with_int8_io_is_integer_only() -> None:
-    data = conversion.convert(_tiny_model(), "int8", calibration.synthetic_images(4, 32), "int8")
+    data = conversion.convert(_tiny_model(), "int8", synthetic_images(4, 32), "int8")
     info = inventory.read_model(data)
     assert [t.dtype for t in (*info.inputs, *info.outputs)] == ["int8", "int8"]
     assert info.inputs[0].scale and info.inputs[0].zero_point
@@ -203,7 +204,7 @@ def test_int8_with_int8_io_is_integer_only() -> None:
 
 def test_int8_with_uint8_io_takes_rgb_values() -> None:
     model = _tiny_model()
-    representative = calibration.synthetic_images(6, 32)
+    representative = synthetic_images(6, 32)
     as_float = conversion.convert(model, "int8", representative)
     as_uint8 = conversion.convert(model, "int8", representative, "uint8")
     info = inventory.read_model(as_uint8)
@@ -212,7 +213,7 @@ def test_int8_with_uint8_io_takes_rgb_values() -> None:
     verify.verify_full_integer(as_uint8, float_io=False)
     from ai_edge_litert.interpreter import Interpreter
 
-    images = np.stack(list(calibration.synthetic_images(3, 32, seed=3)())).round()
+    images = np.stack(list(synthetic_images(3, 32, seed=3)())).round()
     expected = _run_tflite(as_float, images)
     interpreter = Interpreter(model_content=as_uint8)
     interpreter.allocate_tensors()
@@ -234,18 +235,18 @@ def test_convert_argument_errors() -> None:
     with pytest.raises(ValueError, match="io='uint8' needs an integer model"):
         conversion.convert(model, "fp32", io="uint8")
     with pytest.raises(ValueError, match="Unknown io"):
-        conversion.convert(model, "int8", calibration.synthetic_images(1, 32), io="int16")
+        conversion.convert(model, "int8", synthetic_images(1, 32), io="int16")
     with pytest.raises(ValueError, match="Unknown mode"):
         conversion.convert(model, "int4")
     with pytest.raises(ValueError, match="no representative_data"):
-        conversion.convert(model, "fp16", calibration.synthetic_images(1, 32))
+        conversion.convert(model, "fp16", synthetic_images(1, 32))
 
 
 def test_convert_modes_exports_once_and_matches_convert() -> None:
     model = _tiny_model(flatten=True)
-    images = np.stack(list(calibration.synthetic_images(3, 32, seed=2)()))
+    images = np.stack(list(synthetic_images(3, 32, seed=2)()))
     converted = conversion.convert_modes(model, ("fp32", "int8"),
-                                         calibration.synthetic_images(4, 32))
+                                         synthetic_images(4, 32))
     assert list(converted) == ["fp32", "int8"]
     separate = conversion.convert(model, "fp32")
     np.testing.assert_array_equal(_run_tflite(converted["fp32"], images),
@@ -278,8 +279,8 @@ def test_inventory_of_tiny_model(tiny_fp32: bytes) -> None:
 
 
 def test_synthetic_images_are_deterministic_rgb() -> None:
-    first = list(calibration.synthetic_images(3, (40, 30), seed=7)())
-    second = list(calibration.synthetic_images(3, (40, 30), seed=7)())
+    first = list(synthetic_images(3, (40, 30), seed=7)())
+    second = list(synthetic_images(3, (40, 30), seed=7)())
     assert len(first) == 3 and first[0].shape == (40, 30, 3) and first[0].dtype == np.float32
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert min(float(i.min()) for i in first) >= 0.0 and max(float(i.max()) for i in first) <= 255
@@ -321,7 +322,7 @@ def test_int8_cli_calibrates_a_non_square_ghostnet_from_a_folder(tmp_path: Path)
 
     folder = tmp_path / "images"
     folder.mkdir()
-    for index, image in enumerate(calibration.synthetic_images(4, (150, 200), seed=5)()):
+    for index, image in enumerate(synthetic_images(4, (150, 200), seed=5)()):
         (folder / f"{index}.jpg").write_bytes(tf.io.encode_jpeg(image.astype(np.uint8)).numpy())
     model_path = tmp_path / "ghostnet_128x96.keras"
     GhostNet(width=0.5, input_shape=(128, 96, 3), classes=10).save(model_path)

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 import ghostnet_keras
-from ghostnet_keras.training import data
+from ghostnet_keras.training import datasets
 from ghostnet_keras.training.configs import RECIPES, get_config
 from ghostnet_keras.training.optimization import decayed_variables, learning_rate_schedule
 
@@ -32,7 +32,7 @@ TINY = "epochs=2,steps_per_epoch=3,global_batch_size=16,log_every_steps=1"
 def quickstart_dir(tmp_path_factory) -> str:
     """A tensorflow-datasets dir with the quickstart digits prepared once for the session."""
     path = str(tmp_path_factory.mktemp("tfds"))
-    data.dataset_info("quickstart", data_dir=path)
+    datasets.dataset_info("quickstart", data_dir=path)
     return path
 
 

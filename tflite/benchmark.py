@@ -35,7 +35,8 @@ from typing import Any
 from absl import app, flags
 
 from ghostnet_keras.files import write_atomically
-from ghostnet_keras.tflite import calibration, conversion, gpu, latency, xnnpack
+from ghostnet_keras.synthetic_images import synthetic_images
+from ghostnet_keras.tflite import conversion, gpu, latency, xnnpack
 
 BASELINE = "mobilenetv3_large"
 DISPLAY_NAMES = {
@@ -44,8 +45,13 @@ DISPLAY_NAMES = {
     "ghostnet_130": "GhostNet-1.3",
     "mobilenetv3_large": "MobileNetV3-Large",
     "mobilenetv3_small": "MobileNetV3-Small",
+    "ghostnetv2_100": "GhostNetV2-1.0",
+    "ghostnetv2_130": "GhostNetV2-1.3",
+    "ghostnetv2_160": "GhostNetV2-1.6",
+    "ghostnetv3_100": "GhostNetV3-1.0",  # its deploy form, as TFLite runs it
 }
-DEFAULT_MODELS = tuple(DISPLAY_NAMES)
+DEFAULT_MODELS = ("ghostnet_050", "ghostnet_100", "ghostnet_130", "mobilenetv3_large",
+                  "mobilenetv3_small")
 MODES = ("fp32", "fp16", "dynamic", "int8")
 GPU_MODES = ("fp32", "fp16")  # int8 is not a GPU format (gpu.INT8_NOTE)
 # Targets at 1 thread, as latency ratios: (model, mode, reference model, reference mode, limit).
@@ -63,10 +69,13 @@ def build_model(name: str, input_size: int = 224) -> Any:
     import keras
 
     shape = (input_size, input_size, 3)
-    if name.startswith("ghostnet_"):
-        from ghostnet_keras import GhostNet
+    if name.startswith("ghostnet") and name in DISPLAY_NAMES:
+        from ghostnet_keras.ghostnet import create_ghostnet
 
-        return GhostNet(width=int(name.split("_")[1]) / 100, input_shape=shape, name=name)
+        family, width = name.split("_")
+        version = family.removeprefix("ghostnet") or "v1"
+        return create_ghostnet(version, width=int(width) / 100, input_shape=shape, name=name,
+                               reparameterized=version == "v3")
     applications = {"mobilenetv3_large": keras.applications.MobileNetV3Large,
                     "mobilenetv3_small": keras.applications.MobileNetV3Small}
     if name not in applications:
@@ -142,7 +151,7 @@ def convert_entries(
             keras_model = build_model(name, input_size)
             start = time.perf_counter()
             converted = conversion.convert_modes(  # one export for every mode
-                keras_model, missing, calibration.synthetic_images(num_calibration, input_size))
+                keras_model, missing, synthetic_images(num_calibration, input_size))
             write_atomically({paths[mode]: data for mode, data in converted.items()})
             log(f"converted {name} ({', '.join(missing)}) in {time.perf_counter() - start:.0f} s")
         if not (reuse_converted and cost_path.exists()):
@@ -321,16 +330,6 @@ def plot_latency_vs_macs(entries: Sequence[Entry], threads: Sequence[int], path:
     plt.close(figure)
     write_atomically({path: buffer.getvalue()})
     return path
-
-
-def _family(name: str) -> str:
-    if name.startswith("ghostnet"):
-        return "GhostNet"
-    if name.startswith("mobilenetv3"):
-        return "MobileNetV3"
-    return "other"
-
-
 
 
 def _family(name: str) -> str:

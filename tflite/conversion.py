@@ -96,9 +96,8 @@ def convert(
         raise RepresentativeDataError(
             "mode='int8' (full-integer quantization) needs representative_data: a callable "
             "returning images in the model's input range (RGB 0-255 for GhostNet), e.g. "
-            "ghostnet_keras.tflite.calibration.synthetic_images or folder_images. Without it the "
-            "converter would "
-            "fall back to dynamic-range quantization and leave float ops."
+            "ghostnet_keras.synthetic_images or tflite.calibration.folder_images. Without it the "
+            "converter would fall back to dynamic-range quantization and leave float ops."
         )
     if mode in ("fp32", "fp16", "dynamic") and representative_data is not None:
         raise ValueError(f"mode={mode!r} takes no representative_data (it is not calibrated).")

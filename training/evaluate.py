@@ -31,7 +31,7 @@ def define_flags() -> None:
                         "GhostNet weights instead of --model: 'imagenet' or a weights file.")
     flags.DEFINE_float("width", 1.0, "GhostNet width for --weights.")
     flags.DEFINE_string(
-        "dataset", "imagenet2012", "Dataset name (see ghostnet_keras.training.data.DATASETS)."
+        "dataset", "imagenet2012", "Dataset name (see ghostnet_keras.training.datasets.DATASETS)."
     )
     flags.DEFINE_string("split", None, "Split (default: the dataset's evaluation split).")
     flags.DEFINE_integer("image_size", 224, "Evaluation crop size.")
@@ -49,9 +49,9 @@ def evaluate_model(
     """Returns `{"top1": ..., "top5": ..., "examples": n}` of `model` on the eval split."""
     import numpy as np
 
-    from ghostnet_keras.training import data
+    from ghostnet_keras.training import data, datasets
 
-    info = data.dataset_info(dataset, data_dir=data_dir, manual_dir=manual_dir, folder=folder)
+    info = datasets.dataset_info(dataset, data_dir=data_dir, manual_dir=manual_dir, folder=folder)
     split = split or info.eval_split
     batches = data.build_dataset(
         dataset, split, image_size=image_size, batch_size=batch_size, training=False,

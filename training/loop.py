@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from ghostnet_keras.batch_norm import with_fused_batch_norm
 from ghostnet_keras.files import write_atomically
-from ghostnet_keras.training import data
+from ghostnet_keras.training import data, datasets
 from ghostnet_keras.training.configs import TrainConfig
 from ghostnet_keras.training.models import build_model
 from ghostnet_keras.training.optimization import decayed_variables, make_optimizer
@@ -82,7 +82,7 @@ class Trainer:
         self.deterministic = deterministic
         self.max_steps = max_steps  # stop early after this many steps in this process (tests)
         self.chief = is_chief(strategy)
-        self.info = data.dataset_info(
+        self.info = datasets.dataset_info(
             config.dataset, data_dir=source.data_dir, manual_dir=source.manual_dir,
             folder=source.folder, download=source.download,
         )

@@ -8,12 +8,13 @@ import keras
 
 import ghostnet_keras
 from ghostnet_keras import cifar
+from ghostnet_keras.ghostnet import create_ghostnet
 from ghostnet_keras.training.configs import TrainConfig
 
 MODELS = ("ghostnet", "ghostnetv2", "ghostnetv3", "ghost_resnet50", "vgg16", "ghost_vgg16",
           "resnet56", "ghost_resnet56")
-# The GhostNet family (`width` applies); GhostNetV3 trains in its training form.
-GHOSTNETS = {"ghostnet": "GhostNet", "ghostnetv2": "GhostNetV2", "ghostnetv3": "GhostNetV3"}
+# The GhostNet family (`width` applies) and its versions; GhostNetV3 trains in its training form.
+GHOSTNET_VERSIONS = {"ghostnet": "v1", "ghostnetv2": "v2", "ghostnetv3": "v3"}
 
 
 def build_model(
@@ -21,10 +22,11 @@ def build_model(
 ) -> keras.Model:
     """The config's model for `num_classes`, taking RGB in [0, 255] at `image_size`."""
     shape = (config.image_size, config.image_size, 3)
-    if config.model in GHOSTNETS:
-        return getattr(ghostnet_keras, GHOSTNETS[config.model])(
-            width=config.width, input_shape=shape, classes=num_classes,
-            classifier_activation=classifier_activation, dropout_rate=config.dropout_rate,
+    if config.model in GHOSTNET_VERSIONS:
+        return create_ghostnet(
+            GHOSTNET_VERSIONS[config.model], width=config.width, input_shape=shape,
+            classes=num_classes, classifier_activation=classifier_activation,
+            dropout_rate=config.dropout_rate,
         )
     if config.model == "ghost_resnet50":
         return ghostnet_keras.GhostResNet50(

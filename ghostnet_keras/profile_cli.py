@@ -1,0 +1,130 @@
+"""Command line: parameters and MACs of a named model or a `.keras` file (`ghostnet-profile`).
+
+```
+ghostnet-profile --model=GhostNetV2_100 --input_size=224 --per_layer
+python -m ghostnet_keras.profile_cli --model=/path/to/model.keras --json
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+
+import keras
+from absl import app, flags
+
+from ghostnet_keras.ghostnet import GhostNet050, GhostNet100, GhostNet130
+from ghostnet_keras.ghostnet_v2v3 import (
+    GhostNetV2_100,
+    GhostNetV2_130,
+    GhostNetV2_160,
+    GhostNetV3_100,
+)
+from ghostnet_keras.profiler import profile
+from ghostnet_keras.resnet import GhostResNet50
+
+# Model constructors available by name; each takes keras.applications' `weights` and
+# `input_shape` arguments.
+BUILDERS: dict[str, Callable[..., keras.Model]] = {
+    "GhostNet050": GhostNet050,
+    "GhostNet100": GhostNet100,
+    "GhostNet130": GhostNet130,
+    "GhostNetV2_100": GhostNetV2_100,
+    "GhostNetV2_130": GhostNetV2_130,
+    "GhostNetV2_160": GhostNetV2_160,
+    "GhostNetV3_100": GhostNetV3_100,
+    "GhostResNet50": GhostResNet50,
+    "ResNet50": keras.applications.ResNet50,
+    "MobileNetV2": keras.applications.MobileNetV2,
+    "MobileNetV3Large": keras.applications.MobileNetV3Large,
+    "MobileNetV3Small": keras.applications.MobileNetV3Small,
+    "VGG16": keras.applications.VGG16,
+}
+
+
+def define_flags() -> None:
+    """Defines the flags (only when run as a program: importing never defines flags)."""
+    flags.DEFINE_string(
+        "model", "ResNet50",
+        f"Model to profile: one of {', '.join(BUILDERS)} (built with weights=None), or a path "
+        "to a .keras file.",
+    )
+    flags.DEFINE_integer(
+        "input_size", 224,
+        "Input height and width. For a .keras file it is only used when given explicitly or "
+        "when the model's spatial dims are undefined.",
+        lower_bound=1,
+    )
+    flags.DEFINE_boolean("per_layer", False, "Also print the per-layer table.")
+    flags.DEFINE_boolean("json", False, "Print a JSON object instead of a table.")
+
+
+def build_model(
+    name_or_path: str, input_size: int, force_size: bool = True
+) -> tuple[keras.Model, tuple[int, ...] | None]:
+    """Builds a registered model or loads a `.keras` file.
+
+    Args:
+        name_or_path: A key of `BUILDERS` or a path to a `.keras` file.
+        input_size: Input height and width.
+        force_size: For `.keras` files, whether to profile at `input_size` even if the saved
+            model has a fully defined input shape.
+
+    Returns:
+        `(model, input_shape)`; `input_shape` is `None` when the model's own input shape is
+        to be used.
+
+    Raises:
+        ValueError: `name_or_path` is neither a registered name nor an existing `.keras` file.
+    """
+    if name_or_path in BUILDERS:
+        shape = (input_size, input_size, 3)
+        return BUILDERS[name_or_path](weights=None, input_shape=shape), shape
+    if name_or_path.endswith(".keras") and os.path.isfile(name_or_path):
+        model = keras.saving.load_model(name_or_path, compile=False)
+        inputs = model.inputs
+        undefined = not inputs or any(d is None for d in inputs[0].shape[1:])
+        if force_size or undefined:
+            channels = inputs[0].shape[-1] if inputs else 3
+            return model, (input_size, input_size, channels)
+        return model, None
+    raise ValueError(
+        f"Unknown model {name_or_path!r}: expected one of {sorted(BUILDERS)} or an existing "
+        ".keras file."
+    )
+
+
+def report(
+    name_or_path: str, input_size: int, *, force_size: bool = True, per_layer: bool = False,
+    as_json: bool = False,
+) -> str:
+    """What the command prints: the profile of `build_model(...)` as a table or JSON."""
+    model, input_shape = build_model(name_or_path, input_size, force_size=force_size)
+    result = profile(model, input_shape)
+    if as_json:
+        return json.dumps(result.to_dict(per_layer=per_layer), indent=2)
+    return result.format_table(per_layer=per_layer)
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    values = flags.FLAGS
+    try:
+        text = report(values.model, values.input_size, force_size=values["input_size"].present,
+                      per_layer=values.per_layer, as_json=values.json)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    print(text)
+
+
+def main_entry() -> None:
+    """Console-script entry point (`ghostnet-profile`)."""
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    main_entry()
