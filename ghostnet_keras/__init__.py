@@ -1,8 +1,11 @@
 """GhostNet for Keras 3: building blocks, models, reference weights and a profiler.
 
 The public names are imported on first use, so `import ghostnet_keras` (and so importing one of
-its subpackages, such as `ghostnet_keras.training`) imports neither Keras nor a backend: the
-training programs choose TensorFlow's CPU kernels before TensorFlow is imported.
+its subpackages, such as `ghostnet_keras.training`) imports no backend by itself: the training
+programs choose TensorFlow's CPU kernels before TensorFlow is imported. The custom layers a
+`.keras` file may hold (`NearestResize` of GhostNetV2/V3, `ChannelSlice` of `ghostify`) are
+registered for `keras.saving.load_model` as soon as Keras is there: at `import ghostnet_keras`
+when Keras is already imported, else on first use of any public name.
 """
 
 from __future__ import annotations
@@ -71,10 +74,19 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
+def _register_serializable_layers() -> None:
+    importlib.import_module("ghostnet_keras.keras_files")  # registers the custom layers
+
+
+if "keras" in sys.modules:  # Keras (and its backend) is loaded already: nothing to defer
+    _register_serializable_layers()
+
+
 def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'ghostnet_keras' has no attribute {name!r}")
+    _register_serializable_layers()
     value = getattr(importlib.import_module(f"ghostnet_keras.{module}"), name)
     globals()[name] = value
     return value

@@ -69,7 +69,7 @@ __all__ = [
 SAFETENSORS_SUFFIXES: tuple[str, ...] = (".safetensors",)
 """Suffixes read as safetensors files."""
 
-TORCH_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".bin", ".ckpt")
+TORCH_SUFFIXES: tuple[str, ...] = (".pth", ".pth.tar", ".pt", ".bin", ".ckpt")
 """Suffixes read as ``torch.save`` zip archives."""
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = SAFETENSORS_SUFFIXES + TORCH_SUFFIXES
@@ -429,7 +429,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read a checkpoint's tensors into a ``dict`` of contiguous NumPy arrays.
 
     Args:
-        path: A ``.safetensors`` file, or a ``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt`` file in the
+        path: A ``.safetensors`` file, or a ``.pth`` / ``.pth.tar`` (the official GhostNetV2
+            checkpoints) / ``.pt`` / ``.bin`` / ``.ckpt`` file in the
             ``torch.save`` zip format (the default since PyTorch 1.6).  Suffixes are compared
             case-insensitively.  PyTorch is not needed.
 
@@ -454,7 +455,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise FileNotFoundError(errno.ENOENT, "checkpoint file not found", str(p))
     if p.is_dir():
         raise CheckpointError(f"'{p}' is a directory, not a checkpoint file")
-    suffix = p.suffix.lower()
+    suffix = next((s for s in SUPPORTED_SUFFIXES if p.name.lower().endswith(s)), p.suffix.lower())
     if suffix not in SUPPORTED_SUFFIXES:
         raise ValueError(
             f"unsupported checkpoint suffix {p.suffix!r} for '{p}'; supported suffixes: "

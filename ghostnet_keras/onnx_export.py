@@ -365,9 +365,9 @@ def load_model(model: str | None, width: float | None, weights: str | None,
     path = Path(model)
     if path.suffix != ".keras" or not path.is_file():
         raise OnnxExportError(f"--model must be an existing .keras file; received {model}.")
-    import ghostnet_keras  # noqa: F401  (registers the package's layers for load_model)
+    from ghostnet_keras.keras_files import load_keras_file
 
-    return keras.models.load_model(path, compile=False)
+    return load_keras_file(path)
 
 
 def main(argv: Sequence[str]) -> None:

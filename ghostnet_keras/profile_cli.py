@@ -22,6 +22,7 @@ from ghostnet_keras.ghostnet_v2v3 import (
     GhostNetV2_160,
     GhostNetV3_100,
 )
+from ghostnet_keras.keras_files import load_keras_file
 from ghostnet_keras.profiler import profile
 from ghostnet_keras.resnet import GhostResNet50
 
@@ -83,7 +84,7 @@ def build_model(
         shape = (input_size, input_size, 3)
         return BUILDERS[name_or_path](weights=None, input_shape=shape), shape
     if name_or_path.endswith(".keras") and os.path.isfile(name_or_path):
-        model = keras.saving.load_model(name_or_path, compile=False)
+        model = load_keras_file(name_or_path)
         inputs = model.inputs
         undefined = not inputs or any(d is None for d in inputs[0].shape[1:])
         if force_size or undefined:

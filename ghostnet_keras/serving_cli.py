@@ -19,6 +19,7 @@ from typing import Any
 import keras
 from absl import app, flags
 
+from ghostnet_keras.keras_files import load_keras_file
 from ghostnet_keras.serving import DEFAULT_MODEL_NAME, DEFAULT_TOP_K, export_serving_model
 
 
@@ -76,8 +77,6 @@ def load_model_for_export(
         ValueError: for a wrong combination of arguments or an unusable file.
         FileNotFoundError: when the file does not exist.
     """
-    import ghostnet_keras  # noqa: F401  (registers the custom layers for `.keras` loading)
-
     if (model_path is None) == (width is None and weights is None):
         raise ValueError("Give either a .keras model path, or a width and weights.")
     if model_path is not None:
@@ -86,7 +85,7 @@ def load_model_for_export(
             raise ValueError(f"Expected a .keras model file; received {path}.")
         if not path.is_file():
             raise FileNotFoundError(f"No such model file: {path}")
-        return keras.saving.load_model(path, compile=False)
+        return load_keras_file(path)
     if width is None or weights is None:
         raise ValueError("Building a GhostNet for export needs both a width and weights.")
     if os.fspath(weights) != "imagenet" and not Path(weights).is_file():

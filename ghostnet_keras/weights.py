@@ -22,7 +22,8 @@ from typing import Any
 import keras
 import numpy as np
 
-REFERENCE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+from ghostnet_keras.checkpoints import SUPPORTED_SUFFIXES as REFERENCE_SUFFIXES
+
 KERAS_SUFFIXES = (".weights.h5", ".keras")
 IMAGENET_FILE = "{variant}_in1k.safetensors"
 IMAGENET_CONVERTED_FILE = "{variant}_imagenet.weights.h5"
@@ -355,7 +356,9 @@ def load_keras_weights(model: keras.Model, path: str | os.PathLike) -> None:
         except ValueError as error:
             raise WeightsError(f"{path} does not match model {model.name!r}: {error}") from error
     elif path.endswith(".keras"):
-        copy_weights_by_name(keras.saving.load_model(path, compile=False), model)
+        from ghostnet_keras.keras_files import load_keras_file
+
+        copy_weights_by_name(load_keras_file(path), model)
     else:
         raise ValueError(f"Unsupported weights file {path!r}: expected {KERAS_SUFFIXES}.")
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -298,6 +300,33 @@ def test_feature_extractor_and_keras_file(compact_v2: keras.Model, tmp_path: Pat
     assert any(isinstance(layer, NearestResize) for layer in restored.layers)
     images = np.load(TEST_DATA_DIR / "ghostnetv2_010_expected.npz")["nonsquare/images"]
     np.testing.assert_array_equal(_predict(restored, images), _predict(compact_v2, images))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", ["keras first", "ghostnet_keras first"])
+def test_keras_file_loads_in_a_fresh_process(compact_v2: keras.Model, tmp_path: Path,
+                                             order: str) -> None:
+    """`import ghostnet_keras` is enough for `keras.saving.load_model` to find NearestResize
+    when Keras is imported first; `ghostnet_keras.keras_files.load_keras_file` always."""
+    compact_v2.save(tmp_path / "v2.keras")
+    images = np.load(TEST_DATA_DIR / "ghostnetv2_010_expected.npz")["nonsquare/images"]
+    np.save(tmp_path / "x.npy", images)
+    np.save(tmp_path / "y.npy", _predict(compact_v2, images))
+    imports = ("import keras\nimport ghostnet_keras\nload = keras.saving.load_model\n"
+               if order == "keras first" else
+               "import ghostnet_keras\nfrom ghostnet_keras.keras_files import load_keras_file"
+               " as load\n")
+    script = (
+        "import sys, numpy as np\n" + imports +
+        "d = sys.argv[1]\n"
+        "m = load(d + '/v2.keras')\n"
+        "y = m.predict(np.load(d + '/x.npy'), verbose=0)\n"
+        "print(float(np.abs(y - np.load(d + '/y.npy')).max()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                            text=True, check=False, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.strip().splitlines()[-1]) <= 1e-5  # predict vs call
 
 
 @pytest.mark.slow

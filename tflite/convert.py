@@ -93,11 +93,9 @@ def _load_model(values: Any) -> Any:
         return str(path)
     if not path.is_file():
         raise FileNotFoundError(f"--model {path} does not exist.")
-    import keras
+    from ghostnet_keras.keras_files import load_keras_file
 
-    from ghostnet_keras.channel_slice import ChannelSlice  # noqa: F401  (registers the layer)
-
-    return keras.models.load_model(path, compile=False)
+    return load_keras_file(path)
 
 
 def _calibration_size(model: Any, values: Any) -> tuple[int, int]:

@@ -30,6 +30,8 @@ def define_flags() -> None:
     flags.DEFINE_string("weights", None,
                         "GhostNet weights instead of --model: 'imagenet' or a weights file.")
     flags.DEFINE_float("width", 1.0, "GhostNet width for --weights.")
+    flags.DEFINE_enum("ghostnet_version", "v1", ["v1", "v2", "v3"],
+                      "GhostNet version for --weights (GhostNet, GhostNetV2, GhostNetV3).")
     flags.DEFINE_string(
         "dataset", "imagenet2012", "Dataset name (see ghostnet_keras.training.datasets.DATASETS)."
     )
@@ -77,16 +79,15 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError("Give exactly one of --model and --weights.")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    import keras
 
-    import ghostnet_keras
+    from ghostnet_keras.ghostnet import create_ghostnet
+    from ghostnet_keras.keras_files import load_keras_file
 
     if FLAGS.model:
-        model = keras.saving.load_model(FLAGS.model, compile=False)
+        model = load_keras_file(FLAGS.model)
     else:
-        model = ghostnet_keras.GhostNet(
-            width=FLAGS.width, weights=FLAGS.weights, input_shape=(None, None, 3)
-        )
+        model = create_ghostnet(FLAGS.ghostnet_version, width=FLAGS.width,
+                                weights=FLAGS.weights, input_shape=(None, None, 3))
     result = evaluate_model(
         model, FLAGS.dataset, split=FLAGS.split, image_size=FLAGS.image_size,
         batch_size=FLAGS.batch_size, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,

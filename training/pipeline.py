@@ -115,11 +115,10 @@ class Pipeline:
 
     def _float_model(self, deploy: bool = False) -> Any:
         """The trained model; with `deploy`, a GhostNetV3 in its deploy form (for exports)."""
-        import keras
-
+        from ghostnet_keras.keras_files import load_keras_file
         from ghostnet_keras.reparameterize import has_branches, reparameterize
 
-        model = keras.saving.load_model(self.output_dir / "train" / "model.keras")
+        model = load_keras_file(self.output_dir / "train" / "model.keras")
         return reparameterize(model) if deploy and has_branches(model) else model
 
     def _images(self, split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -82,14 +82,12 @@ def _history_callback(tf_keras: ModuleType, path: Path | None, rows: list[dict])
 
 def load_float_model(path: str | os.PathLike) -> keras.Model:
     """Loads a trained float GhostNet (`.keras`, e.g. `runs/quickstart/model.keras`)."""
-    import keras
-
-    import ghostnet_keras  # noqa: F401  (registers the custom layers for load_model)
+    from ghostnet_keras.keras_files import load_keras_file
 
     path = Path(path)
     if path.suffix != ".keras" or not path.is_file():
         raise FileNotFoundError(f"--init_from must be an existing .keras model; got {path}.")
-    return keras.models.load_model(path, compile=False)
+    return load_keras_file(path)
 
 
 def train_qat(
