@@ -226,7 +226,7 @@ def test_truncated_reference_pth(reference_dir: Path, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("suffix", [".pth", ".pt", ".bin", ".ckpt", ".PTH"])
+@pytest.mark.parametrize("suffix", [".pth", ".pth.tar", ".pt", ".bin", ".ckpt", ".PTH"])
 def test_round_trip_all_torch_suffixes(save_torch: Callable[..., Path], suffix: str) -> None:
     state = _small_state()
     path = save_torch(_as_fake(state), name=f"small{suffix}")
@@ -362,7 +362,7 @@ def test_missing_file(tmp_path: Path, name: str) -> None:
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["weights.h5", "weights.npz", "weights"])
+@pytest.mark.parametrize("name", ["weights.h5", "weights.npz", "weights", "weights.tar"])
 def test_unknown_suffix(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_bytes(b"whatever")
