@@ -10,9 +10,14 @@ average pool floors) it is a 2x repetition with the first row/column repeated on
 
 No built-in layer resizes to the (dynamic) size of another tensor, hence this one small layer:
 
-- TensorFlow backend: `ResizeNearestNeighbor(align_corners=False, half_pixel_centers=False)`,
-  TF's legacy kernel with exactly this rule; it converts to the TFLite builtin
-  RESIZE_NEAREST_NEIGHBOR (on the GPU delegate's list).
+- TensorFlow backend, static sizes with `out = 2 * in` or `2 * in + 1` (every DFC gate): four
+  copies of the input as channels -> `depth_to_space(2)`, then the first row/column once more
+  when odd. TFLite: CONCATENATION, DEPTH_TO_SPACE, SLICE, all taken by XNNPACK (CPU) and the GPU
+  delegate, so the network stays one XNNPACK partition (RESIZE_NEAREST_NEIGHBOR is not an
+  XNNPACK op: each gate would cut the graph in two).
+- TensorFlow backend, other sizes (dynamic ones included):
+  `ResizeNearestNeighbor(align_corners=False, half_pixel_centers=False)`, TF's legacy kernel
+  with exactly this rule (TFLite RESIZE_NEAREST_NEIGHBOR).
 - Other backends (JAX, torch, NumPy): the same indices computed in integers and gathered with
   `keras.ops.take`.
 """
@@ -35,6 +40,25 @@ def gather_resize(x: Any, reference: Any) -> Any:
     return x
 
 
+def tf_resize(x: Any, reference: Any) -> Any:
+    """The legacy nearest rule with TensorFlow ops (TensorFlow backend and the tf_keras twin)."""
+    import tensorflow as tf
+
+    size_in, size_out = tuple(x.shape[1:3]), tuple(reference.shape[1:3])
+    odd = [o - 2 * i if None not in (i, o) else None
+           for i, o in zip(size_in, size_out, strict=True)]
+    if all(extra in (0, 1) for extra in odd):
+        y = tf.nn.depth_to_space(tf.concat([x] * 4, axis=-1), 2)
+        if odd[0]:
+            y = tf.concat([y[:, :1], y], axis=1)
+        if odd[1]:
+            y = tf.concat([y[:, :, :1], y], axis=2)
+        return y
+    return tf.raw_ops.ResizeNearestNeighbor(
+        images=x, size=tf.shape(reference)[1:3], align_corners=False, half_pixel_centers=False,
+    )
+
+
 @keras.saving.register_keras_serializable(package="ghostnet_keras")
 class NearestResize(keras.layers.Layer):
     """Resizes `inputs[0]` to the height and width of `inputs[1]` (legacy nearest rule).
@@ -52,12 +76,7 @@ class NearestResize(keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         x, reference = inputs
         if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            return tf.raw_ops.ResizeNearestNeighbor(
-                images=x, size=tf.shape(reference)[1:3], align_corners=False,
-                half_pixel_centers=False,
-            )
+            return tf_resize(x, reference)
         return gather_resize(x, reference)
 
     def compute_output_shape(self, input_shapes: Any) -> tuple:
@@ -69,8 +88,8 @@ class NearestResize(keras.layers.Layer):
 def tf_keras_nearest_resize() -> type:
     """The tf_keras twin of `NearestResize`, for the QAT graph built with `tf_keras.layers`.
 
-    Same name, same computation (TF's legacy kernel); defined on first use so that only the
-    QAT path imports tf_keras.
+    Same name, same computation (`tf_resize`); defined on first use so that only the QAT path
+    imports tf_keras.
     """
     import tensorflow as tf
     import tf_keras
@@ -80,11 +99,7 @@ def tf_keras_nearest_resize() -> type:
         """tf_keras twin of `ghostnet_keras.NearestResize` (PyTorch's legacy nearest rule)."""
 
         def call(self, inputs: Any) -> Any:
-            x, reference = inputs
-            return tf.raw_ops.ResizeNearestNeighbor(
-                images=x, size=tf.shape(reference)[1:3], align_corners=False,
-                half_pixel_centers=False,
-            )
+            return tf_resize(*inputs)
 
         def compute_output_shape(self, input_shapes: Any) -> Any:
             x_shape, reference_shape = (tf.TensorShape(s).as_list() for s in input_shapes)

@@ -298,6 +298,7 @@ def test_ghostnet_v2_v3_quantize_to_integer_only_int8(qat, version) -> None:
     import ghostnet_keras
     from ghostnet_keras.nearest_resize import tf_keras_nearest_resize
     from ghostnet_keras.tflite.verify import float_compute_ops
+    from ghostnet_keras.tflite.xnnpack import partitioning
 
     size, width = 40, 0.25  # the smallest V2/V3 input is 33 x 33
     keras.utils.set_random_seed(0)
@@ -331,7 +332,10 @@ def test_ghostnet_v2_v3_quantize_to_integer_only_int8(qat, version) -> None:
     tflite_bytes = qat_export.convert_qat(qat_model, io="int8")  # raises on a float op
     assert float_compute_ops(tflite_bytes, float_io=False) == []
     counts = _op_counts(tflite_bytes)
-    assert counts["LOGISTIC"] == counts["RESIZE_NEAREST_NEIGHBOR"] == 14
+    assert counts["LOGISTIC"] == counts["DEPTH_TO_SPACE"] == 14  # the gates' 2x upsampling
+    # XNNPACK has no int8 AVERAGE_POOL_2D: each gate's pool runs outside (known, issue #12).
+    placement = partitioning(tflite_bytes)
+    assert placement.undelegated_counts() == {"AVERAGE_POOL_2D": 14}, placement
     assert counts["AVERAGE_POOL_2D"] == 14 and counts["MUL"] == 14 + 7  # DFC gates, SE excites
 
     interpreter = Interpreter(model_content=tflite_bytes)

@@ -1,4 +1,4 @@
-"""GhostNetV2/V3 in TFLite: the DFC resize is RESIZE_NEAREST_NEIGHBOR, outputs stay timm's."""
+"""GhostNetV2/V3 in TFLite: the DFC resize is XNNPACK- and GPU-friendly, outputs stay timm's."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from ghostnet_keras import GhostNetV2, GhostNetV3
 from ghostnet_keras.tflite import conversion, gpu, inventory
+from ghostnet_keras.tflite.xnnpack import partitioning
 
 from .conftest import TEST_DATA_DIR
 
@@ -48,8 +49,11 @@ def exports() -> dict[str, tuple[bytes, np.ndarray, np.ndarray]]:
 def test_tflite_matches_timm(exports, name: str, atol: float) -> None:
     data, images, logits = exports[name]
     ops = inventory.op_inventory(data)
-    assert ops["RESIZE_NEAREST_NEIGHBOR"]["count"] == 14  # one per DFC gate, constant size
-    assert ops["RESIZE_NEAREST_NEIGHBOR"]["constant_dtypes"] == ["int32"]
+    # Each DFC gate's 2x nearest upsampling is DEPTH_TO_SPACE of four copies (RESIZE_NEAREST_
+    # NEIGHBOR is not an XNNPACK op), so XNNPACK takes the whole network in one partition.
+    assert ops["DEPTH_TO_SPACE"]["count"] == 14 and "RESIZE_NEAREST_NEIGHBOR" not in ops
+    placement = partitioning(data)
+    assert placement.partitions == 1 and placement.undelegated_counts() == {}, placement
     # fp16: the CPU computes in float32 with weights rounded to float16.
     np.testing.assert_allclose(_run(data, images), logits, rtol=0, atol=atol)
 
