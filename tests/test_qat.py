@@ -333,10 +333,11 @@ def test_ghostnet_v2_v3_quantize_to_integer_only_int8(qat, version) -> None:
     assert float_compute_ops(tflite_bytes, float_io=False) == []
     counts = _op_counts(tflite_bytes)
     assert counts["LOGISTIC"] == counts["DEPTH_TO_SPACE"] == 14  # the gates' 2x upsampling
-    # XNNPACK has no int8 AVERAGE_POOL_2D: each gate's pool runs outside (known, issue #12).
+    # Each gate's 2x2 average pool is a frozen depthwise conv (XNNPACK has no int8 average
+    # pool), so XNNPACK takes the whole int8 network in one partition.
+    assert "AVERAGE_POOL_2D" not in counts and counts["MUL"] == 14 + 7  # DFC gates, SE excites
     placement = partitioning(tflite_bytes)
-    assert placement.undelegated_counts() == {"AVERAGE_POOL_2D": 14}, placement
-    assert counts["AVERAGE_POOL_2D"] == 14 and counts["MUL"] == 14 + 7  # DFC gates, SE excites
+    assert placement.partitions == 1 and placement.undelegated_counts() == {}, placement
 
     interpreter = Interpreter(model_content=tflite_bytes)
     interpreter.allocate_tensors()
@@ -350,5 +351,6 @@ def test_ghostnet_v2_v3_quantize_to_integer_only_int8(qat, version) -> None:
         lite.append((interpreter.get_tensor(out["index"])[0].astype(np.float32) - out_zero)
                     * out_scale)
     fake_quantized = qat_model(batch, training=False).numpy()
-    # int8 arithmetic vs the fake-quantized float graph: a few output steps apart.
-    assert np.abs(np.array(lite) - fake_quantized).max() <= 4 * out_scale
+    # int8 arithmetic vs the fake-quantized float graph: a few output steps apart (both are
+    # on the output's grid, so the difference is a whole number of steps).
+    assert np.round(np.abs(np.array(lite) - fake_quantized) / out_scale).max() <= 4

@@ -10,7 +10,8 @@ pytest.importorskip("ai_edge_litert", reason="needs the `tflite` extra (ai-edge-
 from ai_edge_litert.interpreter import Interpreter
 
 from ghostnet_keras import GhostNetV2, GhostNetV3
-from ghostnet_keras.tflite import conversion, gpu, inventory
+from ghostnet_keras.synthetic_images import synthetic_images
+from ghostnet_keras.tflite import conversion, gpu, integer_friendly, inventory
 from ghostnet_keras.tflite.xnnpack import partitioning
 
 from .conftest import TEST_DATA_DIR
@@ -64,3 +65,39 @@ def test_fully_delegated_on_the_gpu_accelerator(exports, software_gpu: None, nam
     result = gpu.check(exports[name][0])
     assert result.fully_delegated, result.as_dict()
     assert result.top1_agrees and result.relative_diff < 2e-2, result.as_dict()
+
+
+def test_average_pools_become_equal_frozen_depthwise_convs() -> None:
+    model = GhostNetV2(width=0.1, classes=10, classifier_activation=None, input_shape=(67, 93, 3),
+                       weights=TEST_DATA_DIR / "ghostnetv2_010.safetensors")
+    rewritten = integer_friendly.pools_as_depthwise(model)
+    kinds = [type(layer).__name__ for layer in rewritten.layers]
+    assert "AveragePooling2D" not in kinds
+    pools = [layer for layer in rewritten.layers if layer.name.endswith("_short_pool")]
+    assert len(pools) == 14 and all(
+        type(layer).__name__ == "DepthwiseConv2D" and not layer.trainable for layer in pools)
+    trainable = sum(int(np.prod(w.shape)) for w in rewritten.trainable_weights)
+    assert trainable == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    # Odd 67 x 93 input: the pools floor (17 x 24 -> 8 x 12, ...) as the depthwise convs do.
+    images = np.random.default_rng(0).uniform(0, 255, (2, 67, 93, 3)).astype(np.float32)
+    np.testing.assert_allclose(rewritten(images).numpy(), model(images).numpy(),
+                               rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_int8_ghostnetv2_is_one_xnnpack_partition() -> None:
+    """Post-training int8: the DFC gates' pools run as int8 depthwise convs inside XNNPACK."""
+    size = (64, 80, 3)
+    model = GhostNetV2(width=0.1, classes=10, classifier_activation=None, input_shape=size,
+                       weights=TEST_DATA_DIR / "ghostnetv2_010.safetensors")
+    data = conversion.convert(model, "int8", synthetic_images(32, size[:2]))  # integer-only
+    ops = inventory.op_inventory(data)
+    assert "AVERAGE_POOL_2D" not in ops and ops["DEPTH_TO_SPACE"]["count"] == 14
+    placement = partitioning(data)
+    assert placement.partitions == 1 and placement.undelegated_counts() == {}, placement
+    images = np.stack(list(synthetic_images(8, size[:2], seed=1)()))
+    expected = model(images).numpy()
+    logits = np.concatenate([_run(data, image[None]) for image in images])
+    # Post-training int8 of timm's weights (measured: within 6% of the logits' range, 8/8 top-1).
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=0.1 * np.abs(expected).max())
+    assert (logits.argmax(1) == expected.argmax(1)).sum() >= 7

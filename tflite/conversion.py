@@ -5,8 +5,10 @@
   them in half precision).
 - `dynamic`: dynamic-range quantization (int8 weights, float activations; hybrid kernels).
 - `int8`: full-integer post-training quantization calibrated on representative images
-  (`tflite.calibration`), with float32, uint8 or int8 input/output. The result is checked by
-  `tflite.verify`: a conversion with only `optimizations=[DEFAULT]` silently leaves float ops.
+  (`tflite.calibration`), with float32, uint8 or int8 input/output; average pools become
+  depthwise convs first (`tflite.integer_friendly`: XNNPACK has no int8 average pool). The
+  result is checked by `tflite.verify`: a conversion with only `optimizations=[DEFAULT]`
+  silently leaves float ops.
 - `qat_int8`: full-integer conversion of a quantization-aware-trained tf_keras model or its
   SavedModel (the fake-quant ranges replace calibration). Same check.
 
@@ -32,8 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from ghostnet_keras.data_format import to_channels_last
 from ghostnet_keras.tflite import inventory
 from ghostnet_keras.tflite.calibration import RepresentativeData, RepresentativeDataError
+from ghostnet_keras.tflite.integer_friendly import pools_as_depthwise
 from ghostnet_keras.tflite.verify import ConversionError, verify_full_integer
 
 MODES = ("fp32", "fp16", "dynamic", "int8", "qat_int8")
@@ -120,6 +124,9 @@ def convert(
         converter = tf.lite.TFLiteConverter.from_saved_model(
             str(model), signature_keys=[signature_key] if signature_key else None)
     else:
+        if mode == "int8" and is_keras3_model(model):
+            # XNNPACK has no int8 AVERAGE_POOL_2D (the GhostNetV2/V3 DFC gates' pools).
+            model = pools_as_depthwise(to_channels_last(model))
         converter = tf.lite.TFLiteConverter.from_keras_model(_with_batch_size(model, batch_size))
 
     if mode == "fp16":
@@ -289,8 +296,6 @@ def _with_batch_size(model: Any, batch_size: int | None) -> Any:
     (`ghostnet_keras.to_channels_last`): TFLite models are NHWC.
     """
     if is_keras3_model(model):
-        from ghostnet_keras.data_format import to_channels_last
-
         model = to_channels_last(model)
     if batch_size is None:
         return model

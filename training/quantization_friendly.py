@@ -2,13 +2,15 @@
 
 The default 8-bit scheme of tfmot leaves some layers float in the converted model (`Rescaling`
 lowers to MUL + ADD with an unquantized tensor between them; `ReLU(max_value=m)` to RELU,
-MINIMUM, RELU). This rewrite removes them without changing the function; docs/quantization.md
-says why each rule exists.
+MINIMUM, RELU), and an int8 AVERAGE_POOL_2D is not an XNNPACK op. This rewrite removes them
+without changing the function; docs/quantization.md says why each rule exists.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from ghostnet_keras.tflite.integer_friendly import average_pool_as_depthwise
 
 if TYPE_CHECKING:
     import tf_keras
@@ -36,6 +38,9 @@ def quantization_friendly(
       becomes a plain `ReLU` with the same name, and `(0, m)` is returned for it: the caller must
       give it an output quantizer with that fixed range, which then does the clipping. Without
       it, such ReLUs are kept and the rewritten model computes the same function.
+    - A `valid` `AveragePooling2D` (the V2/V3 DFC gates') becomes the equal frozen
+      `DepthwiseConv2D` with the same name (`tflite.integer_friendly`: XNNPACK has no int8
+      average pool).
 
     Every other layer is copied (config and weights).
 
@@ -167,6 +172,12 @@ def quantization_friendly(
                 absorbed[name] = output
                 new_layers[name] = new
                 continue
+        elif isinstance(layer, layers.AveragePooling2D) and (
+            pool := average_pool_as_depthwise(config, int(old_output.shape[-1]))
+        ):
+            arguments, kernel = pool
+            new = layers.DepthwiseConv2D(**arguments)
+            weights = [kernel]
         else:
             new = type(layer).from_config(config)
         tensors[id(old_output)] = new(*args, **kwargs)
