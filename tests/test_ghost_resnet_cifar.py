@@ -114,11 +114,14 @@ def test_resnet56_option_a_shortcut_is_parameter_free() -> None:
 
 @pytest.mark.slow
 def test_ghost_resnet56_trains() -> None:
+    # Fits one batch: at SGD 0.01 the loss halves in 6 steps for every seed tried (0-3); at 0.05
+    # (the old setting) 56 layers of random init diverged for some seeds.
+    keras.utils.set_random_seed(0)
     model = cifar.ghost_resnet56()
     rng = np.random.default_rng(2)
     x = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, 16)
-    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                   loss="sparse_categorical_crossentropy")
-    losses = [model.train_on_batch(x, y) for _ in range(6)]
-    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    losses = [float(model.train_on_batch(x, y)) for _ in range(6)]
+    assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0], losses

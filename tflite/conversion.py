@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 
-from ghostnet_keras.data_format import to_channels_last
 from ghostnet_keras.tflite import inventory
 from ghostnet_keras.tflite.calibration import RepresentativeData, RepresentativeDataError
 from ghostnet_keras.tflite.integer_friendly import pools_as_depthwise
@@ -124,9 +123,7 @@ def convert(
         converter = tf.lite.TFLiteConverter.from_saved_model(
             str(model), signature_keys=[signature_key] if signature_key else None)
     else:
-        if mode == "int8" and is_keras3_model(model):
-            # XNNPACK has no int8 AVERAGE_POOL_2D (the GhostNetV2/V3 DFC gates' pools).
-            model = pools_as_depthwise(to_channels_last(model))
+        model = _tflite_layout(model, integer=mode == "int8")
         converter = tf.lite.TFLiteConverter.from_keras_model(_with_batch_size(model, batch_size))
 
     if mode == "fp16":
@@ -205,9 +202,14 @@ def convert_modes(
 
     if len(modes) < 2 or not is_keras3_model(model) or "qat_int8" in modes:
         return {mode: one(model, mode) for mode in modes}
+    float_model = _tflite_layout(model, integer=False)
+    integer_model = _tflite_layout(float_model, integer=True) if "int8" in modes else float_model
     with tempfile.TemporaryDirectory(prefix="tflite_export_") as scratch:
-        saved_model = export_for_conversion(model, Path(scratch, "saved_model"), batch_size)
-        return {mode: one(str(saved_model), mode) for mode in modes}
+        float_export = export_for_conversion(float_model, Path(scratch, "float"), batch_size)
+        integer_export = float_export if integer_model is float_model else (
+            export_for_conversion(integer_model, Path(scratch, "integer"), batch_size))
+        return {mode: one(str(integer_export if mode == "int8" else float_export), mode)
+                for mode in modes}
 
 
 def export_for_conversion(model: Any, directory: str | os.PathLike,
@@ -289,14 +291,26 @@ def _keras_module_of(model: Any) -> Any:
     )
 
 
-def _with_batch_size(model: Any, batch_size: int | None) -> Any:
-    """Wraps `model` so that its inputs have a fixed batch dimension (shares the weights).
+def _tflite_layout(model: Any, *, integer: bool) -> Any:
+    """A Keras 3 model as TFLite runs it (other models are returned unchanged).
 
-    A channels-first Keras 3 model is first rebuilt channels-last with the same weights
-    (`ghostnet_keras.to_channels_last`): TFLite models are NHWC.
+    Channels-first is rebuilt channels-last with the same weights
+    (`ghostnet_keras.to_channels_last`): TFLite models are NHWC. For full-integer conversion the
+    average pools become depthwise convs (`tflite.integer_friendly`): XNNPACK has no int8
+    AVERAGE_POOL_2D (the GhostNetV2/V3 DFC gates' pools). Each step returns the same object
+    when it changes nothing.
     """
-    if is_keras3_model(model):
-        model = to_channels_last(model)
+    if not is_keras3_model(model):
+        return model
+    from ghostnet_keras.data_format import to_channels_last  # imports Keras (and TensorFlow)
+
+    model = to_channels_last(model)
+    return pools_as_depthwise(model) if integer else model
+
+
+def _with_batch_size(model: Any, batch_size: int | None) -> Any:
+    """Wraps `model` so that its inputs have a fixed batch dimension (shares the weights)."""
+    model = _tflite_layout(model, integer=False)
     if batch_size is None:
         return model
     keras_module = _keras_module_of(model)
