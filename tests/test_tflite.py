@@ -22,7 +22,8 @@ pytest.importorskip("ai_edge_litert", reason="needs the `tflite` extra (ai-edge-
 
 from ghostnet_keras.synthetic_images import synthetic_images
 from ghostnet_keras.tflite import (
-    benchmark,
+    benchmark_models,
+    benchmark_report,
     calibration,
     conversion,
     inventory,
@@ -452,14 +453,14 @@ def test_benchmark_helpers(tiny_fp32: bytes) -> None:
     assert [r["op"] for r in rows] == [op.name for op in inventory.read_model(tiny_fp32).ops]
     by_type = latency.summarize_op_profile(rows)
     assert abs(sum(v["share"] for v in by_type.values()) - 1.0) < 1e-6
-    entry = benchmark.Entry("mobilenetv3_large", "fp32", tiny_fp32, 10**6, 10**3)
+    entry = benchmark_models.Entry("mobilenetv3_large", "fp32", tiny_fp32, 10**6, 10**3)
     entry.latency_ms[1] = latency.summarize([0.002, 0.001, 0.003])
-    int8 = benchmark.Entry("mobilenetv3_large", "int8", tiny_fp32, 10**6, 10**3)
+    int8 = benchmark_models.Entry("mobilenetv3_large", "int8", tiny_fp32, 10**6, 10**3)
     int8.latency_ms[1] = latency.summarize([0.001, 0.001, 0.001])
-    table = benchmark.format_table([entry, int8], [1])
+    table = benchmark_report.format_table([entry, int8], [1])
     assert "MobileNetV3-Large" in table and "1.00" in table and "0.50" in table
-    assert benchmark.ratio([entry, int8], int8, "mobilenetv3_large", "fp32", 1) == 0.5
-    assert "not a GPU format" in benchmark.format_gpu_table([entry, int8])
+    assert benchmark_models.ratio([entry, int8], int8, "mobilenetv3_large", "fp32", 1) == 0.5
+    assert "not a GPU format" in benchmark_report.format_gpu_table([entry, int8])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ GPU-only, compare with the CPU; the software GPU environment), `mediapipe_runner
 ImageClassifier, run in its own venv through `mediapipe_client.py`).
 
 Command lines: `convert` (`ghostnet-tflite-convert`), `benchmark`
-(`ghostnet-tflite-benchmark`), `inspect_model` (`ghostnet-tflite-inventory`); `gpu_worker` is
-the GPU subprocess. `android/run_benchmark.sh` runs the official `benchmark_model` on a phone.
+(`ghostnet-tflite-benchmark`; its models in `benchmark_models`, its tables in
+`benchmark_report`), `inspect_model` (`ghostnet-tflite-inventory`); `gpu_worker` is the GPU
+subprocess. `android/run_benchmark.sh` runs the official `benchmark_model` on a phone.
 """

@@ -213,7 +213,8 @@ class Pipeline:
         _write_json(self.output_dir / "evaluate" / "mediapipe.json", mediapipe)
 
     def benchmark(self) -> None:
-        from ghostnet_keras.tflite.benchmark import format_gpu_table, run_benchmark
+        from ghostnet_keras.tflite.benchmark import run_benchmark
+        from ghostnet_keras.tflite.benchmark_report import format_gpu_table
 
         extra = {f"quickstart_{p.stem.removeprefix(f'{self.stem}_')}": ("file", p.read_bytes())
                  for p in sorted((self.output_dir / "tflite").glob("*.tflite"))}
@@ -282,7 +283,7 @@ class Pipeline:
         path = self.output_dir / "benchmark" / "models_224.json"
         if not path.exists():
             return ""
-        from ghostnet_keras.tflite.benchmark import BASELINE
+        from ghostnet_keras.tflite.benchmark_models import BASELINE
 
         content = json.loads(path.read_text())
         models = {row["model"]: row for row in content["models"]}
