@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 
-from ghostnet_keras import GhostNet, onnx_export, with_fused_batch_norm
+from ghostnet_keras import GhostNet, onnx_cli, onnx_export, with_fused_batch_norm
 from ghostnet_keras.backends import BACKENDS, BackendError
 
 from . import backend_worker
@@ -187,9 +187,9 @@ def test_onnx_bad_arguments_are_named(small_model: keras.Model, tmp_path: Path) 
     with pytest.raises(onnx_export.OnnxExportError, match="input_size"):
         onnx_export.export_onnx(anysize, tmp_path / "anysize.onnx")
     with pytest.raises(onnx_export.OnnxExportError, match="exactly one of --model and --width"):
-        onnx_export.load_model(None, None, None, 224)
+        onnx_cli.load_model(None, None, None, 224)
     with pytest.raises(onnx_export.OnnxExportError, match=r"existing \.keras file"):
-        onnx_export.load_model(str(tmp_path / "missing.keras"), None, None, 224)
+        onnx_cli.load_model(str(tmp_path / "missing.keras"), None, None, 224)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -202,7 +202,7 @@ def test_onnx_command_line_exports_a_keras_file_with_a_dynamic_batch(
     _onnx_ready()
     small_model.save(tmp_path / "small.keras")
     output = tmp_path / "out" / "small.onnx"
-    command = [sys.executable, "-m", "ghostnet_keras.onnx_export",
+    command = [sys.executable, "-m", "ghostnet_keras.onnx_cli",
                f"--model={tmp_path / 'small.keras'}", f"--output={output}"]
     environment = {**os.environ, "KERAS_BACKEND": BACKEND}
     result = subprocess.run(command, cwd=REPO_DIR, env=environment, capture_output=True,
