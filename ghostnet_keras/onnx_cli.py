@@ -17,6 +17,8 @@ import keras
 from absl import app, flags
 
 from ghostnet_keras import heads
+from ghostnet_keras.ghostnet import GhostNet
+from ghostnet_keras.keras_files import load_keras_file
 from ghostnet_keras.onnx_export import DEFAULT_ATOL, OnnxExportError, export_onnx
 from ghostnet_keras.weights import WeightsError
 
@@ -44,16 +46,12 @@ def load_model(model: str | None, width: float | None, weights: str | None,
     if (model is None) == (width is None):
         raise OnnxExportError("give exactly one of --model and --width.")
     if width is not None:
-        from ghostnet_keras import GhostNet
-
         return GhostNet(width=width, weights=weights, input_shape=(input_size, input_size, 3))
     if weights is not None:
         raise OnnxExportError("--weights goes with --width; a --model file has its weights.")
     path = Path(model)
     if path.suffix != ".keras" or not path.is_file():
         raise OnnxExportError(f"--model must be an existing .keras file; received {model}.")
-    from ghostnet_keras.keras_files import load_keras_file
-
     return load_keras_file(path)
 
 

@@ -225,7 +225,7 @@ def export_for_conversion(model: Any, directory: str | os.PathLike,
     import keras
     import tensorflow as tf
 
-    fixed = _with_batch_size(model, batch_size)
+    fixed = _with_batch_size(_tflite_layout(model, integer=False), batch_size)
     signature = [tf.TensorSpec(x.shape, x.dtype, name=x.name) for x in fixed.inputs]
     archive = keras.export.ExportArchive()
     archive.track(fixed)
@@ -310,7 +310,6 @@ def _tflite_layout(model: Any, *, integer: bool) -> Any:
 
 def _with_batch_size(model: Any, batch_size: int | None) -> Any:
     """Wraps `model` so that its inputs have a fixed batch dimension (shares the weights)."""
-    model = _tflite_layout(model, integer=False)
     if batch_size is None:
         return model
     keras_module = _keras_module_of(model)
