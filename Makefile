@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,tensorflow,train,qat,tflite,serving,onnx
+EXTRAS ?= dev,tensorflow,train,qat,tflite,serving,onnx,hub
 # The GhostNet version of the main job: ghostnet, ghostnetv2 or ghostnetv3 (`make main MODEL=...`).
 MODEL ?= ghostnet
 OUTPUT_DIR ?= runs/main$(if $(filter-out ghostnet,$(MODEL)),-$(MODEL))

@@ -78,6 +78,7 @@ def to_data_format(model: keras.Model, data_format: str) -> keras.Model:
     """
     if data_format not in DATA_FORMATS:
         raise ValueError(f"`data_format` must be one of {DATA_FORMATS}; received {data_format!r}.")
+    reject_keras_hub_task(model, "to_data_format")
     if not isinstance(model, keras.Model) or type(model).__name__ != "Functional":
         raise TypeError(
             f"to_data_format needs a functional keras.Model; received {type(model).__name__}. "
@@ -98,6 +99,20 @@ def to_data_format(model: keras.Model, data_format: str) -> keras.Model:
         if weights:
             layer.set_weights(weights)
     return new_model
+
+
+def reject_keras_hub_task(model: Any, what: str) -> None:
+    """Raises a `TypeError` saying what to pass instead when `model` is a KerasHub task.
+
+    The exports (TFLite, TF Serving, ONNX) take a plain functional model that normalises its
+    own inputs; a KerasHub task (`GhostNetImageClassifier`) keeps its preprocessing outside.
+    """
+    if any(cls.__module__.startswith("keras_hub.") for cls in type(model).__mro__):
+        raise TypeError(
+            f"{what} takes a functional keras.Model with its preprocessing inside; received the "
+            f"KerasHub {type(model).__name__}. Pass ghostnet_keras.hub.to_functional_model(model)"
+            " instead (the same weights, RGB in [0, 255] normalised by the model)."
+        )
 
 
 def model_data_format(model: keras.Model) -> str | None:

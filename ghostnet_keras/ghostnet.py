@@ -191,6 +191,31 @@ def _validate_arguments(
     validate_head(include_top, weights, pooling, classes, classifier_activation)
 
 
+def classification_head(
+    x: Any,
+    classes: int,
+    classifier_activation: Any = "softmax",
+    dropout_rate: float = 0.2,
+    layers: ModuleType = keras.layers,
+    data_format: str = "channels_last",
+) -> Any:
+    """GhostNet's head on the stride-32 features: global average pool, 1x1 conv to 1280 with
+    bias, ReLU, dropout and the dense classifier (float32, so that the outputs stay float32
+    under a mixed precision policy). Layer names are the reference weights' (`head_conv`,
+    `predictions`)."""
+    x = layers.GlobalAveragePooling2D(keepdims=True, data_format=data_format, name="avg_pool")(x)
+    x = layers.Conv2D(
+        HEAD_CHANNELS, 1, use_bias=True, data_format=data_format, name="head_conv"
+    )(x)
+    x = layers.ReLU(name="head_relu")(x)
+    x = layers.Flatten(data_format=data_format, name="flatten")(x)
+    if dropout_rate > 0:
+        x = layers.Dropout(dropout_rate, name="dropout")(x)
+    return layers.Dense(
+        classes, activation=classifier_activation, dtype="float32", name="predictions"
+    )(x)
+
+
 def build_ghostnet(
     width: float = 1.0,
     include_top: bool = True,
@@ -249,20 +274,10 @@ def build_ghostnet(
     x = conv_bn(x, make_divisible(TOP_CHANNELS * width), 1, name="top", **kwargs)
 
     if include_top:
-        x = layers.GlobalAveragePooling2D(
-            keepdims=True, data_format=data_format, name="avg_pool"
-        )(x)
-        x = layers.Conv2D(
-            HEAD_CHANNELS, 1, use_bias=True, data_format=data_format, name="head_conv"
-        )(x)
-        x = layers.ReLU(name="head_relu")(x)
-        x = layers.Flatten(data_format=data_format, name="flatten")(x)
-        if dropout_rate > 0:
-            x = layers.Dropout(dropout_rate, name="dropout")(x)
-        # float32 so that the outputs stay float32 under a mixed precision policy.
-        x = layers.Dense(
-            classes, activation=classifier_activation, dtype="float32", name="predictions"
-        )(x)
+        x = classification_head(
+            x, classes, classifier_activation, dropout_rate, layers=layers,
+            data_format=data_format,
+        )
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
     elif pooling == "max":

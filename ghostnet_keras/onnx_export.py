@@ -32,6 +32,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from ghostnet_keras.data_format import reject_keras_hub_task
+
 DEFAULT_ATOL = 1e-4
 INPUT_NAME = "images"
 SIDECAR_FORMAT = "ghostnet_keras.onnx.sidecar/1"
@@ -191,6 +193,7 @@ def export_onnx(
         OnnxExportError: unsupported backend, missing package, bad model or output name.
         OnnxMismatchError: ONNX Runtime's outputs differ from Keras' by more than `atol`.
     """
+    reject_keras_hub_task(model, "export_onnx")
     import onnx
 
     from ghostnet_keras import heads

@@ -39,6 +39,17 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return "pytest.mark.portable" not in collection_path.read_text()
 
 
+def require_module(name: str, install: str) -> None:
+    """Skips the calling test module without `name`; under CI=true its absence is a failure."""
+    if importlib.util.find_spec(name) is not None:
+        return
+    message = f"{name} is not installed ({install})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true: every optional dependency must be there)",
+                    pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     """The larger oracles beside the checkout; under CI=true their absence is a failure."""
