@@ -1,12 +1,16 @@
-"""The import contract: `ghostnet_keras` <- `ghostnet_keras.tflite` <- `ghostnet_keras.training`.
+"""The import contract: `ghostnet_keras` <- `ghostnet_keras.hub`, `ghostnet_keras.tflite` <-
+`ghostnet_keras.training`.
 
 Read from the source with `ast`, imports inside functions included, so that no layer reaches
-up and no cycle hides behind a lazy import.
+up and no cycle hides behind a lazy import. KerasHub is imported by `ghostnet_keras.hub` only:
+`import ghostnet_keras` never loads it.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import REPO_DIR
@@ -14,6 +18,7 @@ from tests.conftest import REPO_DIR
 # Source folder -> package name; the order is the layering (each may import the ones before).
 LAYERS = {
     "ghostnet_keras": "ghostnet_keras",
+    "ghostnet_keras/hub": "ghostnet_keras.hub",
     "tflite": "ghostnet_keras.tflite",
     "training": "ghostnet_keras.training",
 }
@@ -35,18 +40,21 @@ def _layer(module: str) -> int:
     raise ValueError(module)
 
 
-def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
-    """The project modules `path` imports (any depth in the file)."""
+def _imported_names(path: Path) -> set[str]:
+    """Every module name `path` imports (any depth in the file), with `from x import y` as
+    both `x` and `x.y`."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        found |= {name for name in names if name in modules}
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
     return found
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules `path` imports (any depth in the file)."""
+    return {name for name in _imported_names(path) if name in modules}
 
 
 def test_no_layer_imports_a_layer_above_it() -> None:
@@ -82,3 +90,25 @@ def test_module_imports_have_no_cycle() -> None:
         if name not in state:
             visit(name, [name])
     assert cycles == []
+
+
+def test_only_the_hub_package_imports_keras_hub() -> None:
+    importers = sorted(
+        name for name, path in _modules().items()
+        if any(n == "keras_hub" or n.startswith("keras_hub.") for n in _imported_names(path))
+    )
+    assert importers and all(name.startswith("ghostnet_keras.hub.") or name ==
+                             "ghostnet_keras.hub" for name in importers), importers
+
+
+def test_import_ghostnet_keras_does_not_load_keras_hub() -> None:
+    script = (
+        "import sys\n"
+        "import ghostnet_keras, ghostnet_keras.data_format, ghostnet_keras.onnx_export\n"
+        "ghostnet_keras.GhostNet(width=0.1, input_shape=(32, 32, 3))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'keras_hub'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
