@@ -4,13 +4,18 @@
 `<export_base>/<version>/` through a hidden temporary folder renamed into place, with two
 signatures of one pinned contract: `serving_default` takes JPEG/PNG/GIF/BMP bytes
 (`image_bytes`, decoded and preprocessed in the graph by `ghostnet_keras.preprocessing`),
-`predict_images` takes float32 RGB 0-255 images; both return `OUTPUT_NAMES`. Warm-up requests
-and `labels.txt` go to `assets.extra/`. Command line: `ghostnet-export-serving`. The deployment
-guide (Docker, REST, gRPC) is docs/serving.md.
+`predict_images` takes float32 RGB 0-255 images; both return `OUTPUT_NAMES`. Every request is
+bounded by `RequestLimits` fixed at export (batch size, bytes of one image, and pixels, read
+from the image header before decoding: `ghostnet_keras.image_header`); a request over them
+fails with INVALID_ARGUMENT naming the limit. Warm-up requests, `labels.txt` and the limits
+(`request_limits.json`) go to `assets.extra/`. Command line: `ghostnet-export-serving`. The
+deployment guide (Docker, REST, gRPC, what is refused) is docs/serving.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -28,7 +33,7 @@ require_tensorflow("The TF Serving export (ghostnet_keras.serving)")
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
-from ghostnet_keras import heads, preprocessing  # noqa: E402
+from ghostnet_keras import heads, image_header, preprocessing  # noqa: E402
 from ghostnet_keras.data_format import to_channels_last  # noqa: E402
 from ghostnet_keras.synthetic_images import synthetic_image  # noqa: E402
 
@@ -45,6 +50,38 @@ DEFAULT_MODEL_NAME = "ghostnet"
 WARMUP_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
 LABELS_FILE = "labels.txt"
+LIMITS_FILE = "request_limits.json"
+DEFAULT_MAX_PIXELS = 25_000_000  # a 24-megapixel photo (6000 x 4000, 6016 x 4016) fits
+DEFAULT_MAX_BATCH_SIZE = 32
+DEFAULT_MAX_IMAGE_BYTES = 64 * 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLimits:
+    """What one request may hold; fixed at export, checked in the graph before any decoding.
+
+    `max_pixels` bounds the pixels an image's header declares (a GIF: the canvas plus every
+    frame, all of which the decoder holds), the image the resize makes of it (the shorter
+    side scaled to `eval_resize_size(image_size)`: a 1 x 100000 strip would become huge), and
+    the height x width of a `predict_images` input.
+    """
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+
+    def validate(self, image_size: int) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(
+                    f"{field.name} must be a positive integer; received {value!r}.")
+        least = 4 * preprocessing.eval_resize_size(image_size) ** 2
+        if self.max_pixels < least:
+            raise ValueError(
+                f"max_pixels={self.max_pixels} is too small for image_size={image_size}: "
+                f"it must be at least {least} (four times the resized image before the crop)."
+            )
 
 def _decode_and_preprocess(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
     """JPEG/PNG/GIF/BMP bytes (scalar string) -> preprocessed `float32` crop."""
@@ -118,8 +155,10 @@ class _ServingModule:
         top_k: int,
         labels: tuple[str, ...],
         outputs_are_logits: bool,
+        limits: RequestLimits,
     ) -> None:
         self.model = model
+        self.limits = limits
         self.image_size = image_size
         self.top_k = top_k
         self.labels = labels
@@ -142,20 +181,95 @@ class _ServingModule:
 
     def predict_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """`images`: float32 [N, H, W, 3] RGB in [0, 255], already cropped."""
-        return self.classify(images)
+        shape = tf.shape(images, out_type=tf.int64)
+        limits = self.limits
+        checks = [
+            _assert(shape[0] <= limits.max_batch_size, tf.strings.format(
+                f"{IMAGES_INPUT} holds {{}} images; this model takes at most "
+                f"{limits.max_batch_size} per request (max_batch_size, fixed at export)",
+                shape[0]), "check_batch_size"),
+            _assert(shape[1] * shape[2] <= limits.max_pixels, tf.strings.format(
+                f"{IMAGES_INPUT} holds images of {{}} x {{}} pixels, over the pixel budget "
+                f"of {limits.max_pixels} (max_pixels, fixed at export)", (shape[2], shape[1])),
+                "check_pixels"),
+        ]
+        with tf.control_dependencies(checks):
+            return self.classify(tf.identity(images))
+
+    def _check_request(self, image_bytes: tf.Tensor) -> list[tf.Operation]:
+        """Batch size, then empty and oversized strings (whole batch, before any header)."""
+        limits = self.limits
+        count = tf.size(image_bytes, out_type=tf.int64)
+        lengths = tf.strings.length(image_bytes)
+        over = lengths > limits.max_image_bytes
+        indices = tf.range(count)
+        first_over = tf.reduce_min(tf.where(over, indices, tf.int64.max))
+        first_length = tf.reduce_max(tf.where(tf.equal(indices, first_over), lengths, 0))
+        batch = _assert(count <= limits.max_batch_size, tf.strings.format(
+            f"{IMAGE_BYTES_INPUT} holds {{}} images; this model takes at most "
+            f"{limits.max_batch_size} per request (max_batch_size, fixed at export)", count),
+            "check_batch_size")
+        with tf.control_dependencies([batch]):
+            empty = tf.debugging.Assert(
+                tf.reduce_all(lengths > 0),
+                [
+                    f"{IMAGE_BYTES_INPUT} holds an empty string (no image data) at batch index",
+                    tf.reshape(tf.where(tf.equal(lengths, 0)), [-1]),
+                ],
+                name="check_image_bytes_not_empty",
+            )
+            size = _assert(tf.logical_not(tf.reduce_any(over)), tf.strings.format(
+                f"{IMAGE_BYTES_INPUT}[{{}}] holds {{}} bytes, over the {limits.max_image_bytes} "
+                "bytes one image may have (max_image_bytes, fixed at export)",
+                (first_over, first_length)), "check_image_bytes_size")
+        return [batch, empty, size]
+
+    def _check_header(self, data: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+        """Refuses `data` unless its header is readable and within the pixel budget."""
+        max_pixels = self.limits.max_pixels
+        header = image_header.read_header(data, max_pixels)
+        kind = tf.gather(image_header.FORMATS, tf.maximum(header.format, 0))
+        where = tf.strings.format(f"{IMAGE_BYTES_INPUT}[{{}}]: ", index)
+        size = tf.strings.format("{} x {}", (header.width, header.height))
+        resize = preprocessing.eval_resize_size(self.image_size)
+        short = tf.cast(tf.minimum(header.width, header.height), tf.float64)
+        long = tf.cast(tf.maximum(header.width, header.height), tf.float64)
+        resized_long = tf.cast(resize * long / tf.maximum(short, 1.0), tf.int64)
+        frames = tf.where(tf.equal(header.format, 2), tf.strings.format(
+            " ({} frames: {} pixels decoded in all)", (header.frames, header.pixels)), "")
+        budget = f" is over the pixel budget of {max_pixels} (max_pixels, fixed at export)"
+        problems = [
+            (tf.not_equal(header.problem, ""), header.problem),
+            (tf.logical_or(header.width < 1, header.height < 1),
+             tf.strings.join(["the ", kind, " declares an empty image (", size, " pixels)"])),
+            (header.pixels > max_pixels,
+             tf.strings.join(["a ", kind, " of ", size, " pixels", frames, budget])),
+            (resize * resized_long > max_pixels,
+             tf.strings.join(["a ", kind, " of ", size, " pixels would be resized to ",
+                              tf.strings.format("{} x {}", (resize, resized_long)),
+                              " pixels (shorter side ", str(resize), "), which", budget])),
+        ]
+        message = tf.constant("")
+        for failed, text in reversed(problems):  # the first problem found is reported
+            message = tf.where(failed, tf.strings.join([where, text]), message)
+        check = _assert(tf.equal(message, ""), message, "check_image_header")
+        with tf.control_dependencies([check]):
+            return tf.identity(header.pixels)
 
     def serving_default(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        """`image_bytes`: string [N] of encoded images, decoded and cropped in the graph."""
-        lengths = tf.strings.length(image_bytes)
-        check = tf.debugging.Assert(
-            tf.reduce_all(lengths > 0),
-            [
-                f"{IMAGE_BYTES_INPUT} holds an empty string (no image data) at batch index",
-                tf.reshape(tf.where(tf.equal(lengths, 0)), [-1]),
-            ],
-            name="check_image_bytes_not_empty",
+        """`image_bytes`: string [N] of encoded images, checked, then decoded and cropped.
+
+        Every header of the batch is checked before the first image is decoded; images are
+        decoded one at a time, so one request holds at most one decoded image.
+        """
+        with tf.control_dependencies(self._check_request(image_bytes)):
+            image_bytes = tf.identity(image_bytes)
+        checked = tf.map_fn(
+            lambda item: self._check_header(*item),
+            (image_bytes, tf.range(tf.size(image_bytes, out_type=tf.int64))),
+            fn_output_signature=tf.int64, name="check_headers",
         )
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies([checked]):
             image_bytes = tf.identity(image_bytes)
         images = tf.map_fn(
             lambda data: _decode_and_preprocess(data, self.image_size),
@@ -163,9 +277,15 @@ class _ServingModule:
             fn_output_signature=tf.TensorSpec(
                 [self.image_size, self.image_size, 3], tf.float32
             ),
+            parallel_iterations=1,
             name="decode_and_crop",
         )
         return self.classify(images)
+
+
+def _assert(condition: tf.Tensor, message: tf.Tensor, name: str) -> tf.Operation:
+    """INVALID_ARGUMENT carrying `message` (a string tensor) unless `condition` holds."""
+    return tf.debugging.Assert(condition, [message], name=name)
 
 
 def _save_signatures(serving: _ServingModule, export_dir: Path) -> None:
@@ -211,7 +331,8 @@ def _serving_apis() -> Any:
 
 
 def _warmup_logs(
-    model_name: str, image_size: int, model_hw: tuple[int | None, int | None]
+    model_name: str, image_size: int, model_hw: tuple[int | None, int | None],
+    max_batch_size: int,
 ) -> list[Any]:
     """The `PredictionLog` records TF Serving replays when it loads the model."""
     apis = _serving_apis()
@@ -224,9 +345,9 @@ def _warmup_logs(
     images = np.stack([
         synthetic_image(height or image_size, width or image_size, seed=3)
     ]).astype(np.float32)
+    batches = [[jpeg], [png, jpeg]] if max_batch_size >= 2 else [[jpeg], [png]]
     requests = [
-        (SERVING_SIGNATURE, IMAGE_BYTES_INPUT, np.array([jpeg], dtype=object)),
-        (SERVING_SIGNATURE, IMAGE_BYTES_INPUT, np.array([png, jpeg], dtype=object)),
+        *((SERVING_SIGNATURE, IMAGE_BYTES_INPUT, np.array(b, dtype=object)) for b in batches),
         (IMAGES_SIGNATURE, IMAGES_INPUT, images),
     ]
     logs = []
@@ -243,14 +364,17 @@ def _warmup_logs(
 
 def _write_extras(
     export_dir: Path, labels: tuple[str, ...], warmup: bool, model_name: str,
-    image_size: int, model_hw: tuple[int | None, int | None],
+    image_size: int, model_hw: tuple[int | None, int | None], limits: RequestLimits,
 ) -> None:
     extra = export_dir / WARMUP_DIR
     extra.mkdir(exist_ok=True)
     (extra / LABELS_FILE).write_text("".join(f"{name}\n" for name in labels), encoding="utf-8")
+    record = {**dataclasses.asdict(limits), "image_size": image_size,
+              "formats": list(image_header.FORMATS)}
+    (extra / LIMITS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     if warmup:
         with tf.io.TFRecordWriter(os.fspath(extra / WARMUP_FILE)) as writer:
-            for log in _warmup_logs(model_name, image_size, model_hw):
+            for log in _warmup_logs(model_name, image_size, model_hw, limits.max_batch_size):
                 writer.write(log.SerializeToString())
 
 
@@ -275,6 +399,9 @@ def export_serving_model(
     overwrite: bool = False,
     warmup: bool = True,
     model_name: str = DEFAULT_MODEL_NAME,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
 ) -> Path:
     """Writes `model` as TF Serving model version `<export_base>/<version>/`, atomically.
 
@@ -294,6 +421,11 @@ def export_serving_model(
         overwrite: replace an existing version folder instead of refusing.
         warmup: write `assets.extra/tf_serving_warmup_requests`.
         model_name: the `model_spec.name` of the warmup requests.
+        max_pixels: pixel budget of one image: what its header declares (a GIF: canvas and
+            all frames), what the resize makes of it, and `predict_images`' height x width;
+            at least `4 * eval_resize_size(image_size) ** 2`.
+        max_batch_size: the most images one request may hold.
+        max_image_bytes: the most bytes one encoded image may have.
 
     Returns:
         The version folder written.
@@ -313,13 +445,16 @@ def export_serving_model(
     ):
         raise ValueError(f"top_k must be an integer in [1, {num_classes}]; received {top_k!r}.")
     labels = _resolve_labels(labels, num_classes)
+    limits = RequestLimits(max_pixels, max_batch_size, max_image_bytes)
+    limits.validate(image_size)
     if warmup:
         _serving_apis()
     if outputs_are_logits is None:
         outputs_are_logits = heads.detect_outputs_are_logits(model, image_size)
     logging.info(
-        "Exporting %s: %d classes, crop %d, top-%d, outputs are %s.", model.name, num_classes,
-        image_size, top_k, "logits (softmax added)" if outputs_are_logits else "probabilities",
+        "Exporting %s: %d classes, crop %d, top-%d, outputs are %s; %s.", model.name,
+        num_classes, image_size, top_k,
+        "logits (softmax added)" if outputs_are_logits else "probabilities", limits,
     )
 
     base = Path(export_base)
@@ -333,9 +468,14 @@ def export_serving_model(
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
     try:
         _save_signatures(
-            _ServingModule(model, image_size, int(top_k), labels, bool(outputs_are_logits)), tmp
+            _ServingModule(
+                model, image_size, int(top_k), labels, bool(outputs_are_logits), limits
+            ),
+            tmp,
         )
-        _write_extras(tmp, labels, warmup, model_name, image_size, heads.spatial_dims(model))
+        _write_extras(
+            tmp, labels, warmup, model_name, image_size, heads.spatial_dims(model), limits
+        )
         _move_into_place(tmp, target, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

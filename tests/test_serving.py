@@ -84,9 +84,13 @@ def ghostnet() -> keras.Model:
     mean), so that the outputs are peaked and depend on the image.
     """
     keras.utils.set_random_seed(1234)
-    model = GhostNet(width=0.5, input_shape=(None, None, 3))
+    return peaked_classifier(GhostNet(width=0.5, input_shape=(None, None, 3)), 224)
+
+
+def peaked_classifier(model: keras.Model, size: int) -> keras.Model:
+    """Rescales `model`'s `predictions` layer on calibration images of `size` (see above)."""
     features = keras.Model(model.input, model.get_layer("flatten").output)
-    calibration = np.stack([synthetic_image(224, 224, seed) for seed in range(10, 16)])
+    calibration = np.stack([synthetic_image(size, size, seed) for seed in range(10, 16)])
     f = keras.ops.convert_to_numpy(features(calibration.astype(np.float32))).astype(np.float64)
     mean = f.mean(axis=0)
     spread = np.linalg.norm(f - mean, axis=1).mean()
