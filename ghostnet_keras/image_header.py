@@ -76,7 +76,8 @@ def _format_index(head: tf.Tensor) -> tf.Tensor:
 def _result(width, height, frames=1, pixels=None, problem="") -> tuple[tf.Tensor, ...]:
     width = tf.cast(width, tf.int64)
     height = tf.cast(height, tf.int64)
-    pixels = width * height if pixels is None else pixels
+    if pixels is None:  # clamped: a PNG may declare 2^32 - 1 a side, and the product wraps
+        pixels = tf.minimum(width, 1 << 31) * tf.minimum(height, 1 << 31)
     return (width, height, tf.cast(frames, tf.int64), tf.cast(pixels, tf.int64),
             tf.convert_to_tensor(problem, tf.string))
 
