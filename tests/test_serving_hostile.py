@@ -24,14 +24,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image  # the dev extra: animated GIFs, CMYK JPEGs, an independent decoder
 
 from ghostnet_keras import image_header, preprocessing, serving
 from ghostnet_keras.ghostnet import GhostNet
 from ghostnet_keras.synthetic_images import synthetic_image
 
 from .test_serving import SessionServer, _jpeg, _png, peaked_classifier
-
-Image = pytest.importorskip("PIL.Image", reason="needs Pillow (animated GIF, CMYK JPEG)")
 
 IMAGE_SIZE = 32
 LIMITS = {"max_batch_size": 8, "max_image_bytes": 4 * 2**20}  # max_pixels: the default
