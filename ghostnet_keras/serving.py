@@ -70,7 +70,8 @@ class RequestLimits:
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
 
-    def validate(self, image_size: int) -> None:
+    def checked(self, image_size: int) -> RequestLimits:
+        """These limits as plain ints, or ValueError naming the one that cannot work."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -82,6 +83,8 @@ class RequestLimits:
                 f"max_pixels={self.max_pixels} is too small for image_size={image_size}: "
                 f"it must be at least {least} (four times the resized image before the crop)."
             )
+        return RequestLimits(*(int(value) for value in dataclasses.astuple(self)))
+
 
 def _decode_and_preprocess(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
     """JPEG/PNG/GIF/BMP bytes (scalar string) -> preprocessed `float32` crop."""
@@ -235,7 +238,8 @@ class _ServingModule:
         short = tf.cast(tf.minimum(header.width, header.height), tf.float64)
         long = tf.cast(tf.maximum(header.width, header.height), tf.float64)
         resized_long = tf.cast(resize * long / tf.maximum(short, 1.0), tf.int64)
-        frames = tf.where(tf.equal(header.format, 2), tf.strings.format(
+        is_gif = tf.equal(header.format, image_header.FORMATS.index("GIF"))
+        frames = tf.where(is_gif, tf.strings.format(
             " ({} frames: {} pixels decoded in all)", (header.frames, header.pixels)), "")
         budget = f" is over the pixel budget of {max_pixels} (max_pixels, fixed at export)"
         problems = [
@@ -445,8 +449,7 @@ def export_serving_model(
     ):
         raise ValueError(f"top_k must be an integer in [1, {num_classes}]; received {top_k!r}.")
     labels = _resolve_labels(labels, num_classes)
-    limits = RequestLimits(max_pixels, max_batch_size, max_image_bytes)
-    limits.validate(image_size)
+    limits = RequestLimits(max_pixels, max_batch_size, max_image_bytes).checked(image_size)
     if warmup:
         _serving_apis()
     if outputs_are_logits is None:

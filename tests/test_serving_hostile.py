@@ -9,6 +9,7 @@ builders and the threaded load below.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import queue
@@ -286,10 +287,13 @@ def test_limits_are_validated(model, tmp_path):
         ({"max_pixels": 1000}, "max_pixels=1000 is too small for image_size=32"),
         ({"max_batch_size": 0}, "max_batch_size must be a positive integer"),
         ({"max_image_bytes": 2.5}, "max_image_bytes must be a positive integer"),
+        ({"max_batch_size": True}, "max_batch_size must be a positive integer"),
     ]:
         with pytest.raises(ValueError, match=message):
             serving.export_serving_model(model, tmp_path / "m", image_size=IMAGE_SIZE, **kwargs)
     assert not (tmp_path / "m").exists()
+    limits = serving.RequestLimits(np.int64(10**6), 2, 10).checked(IMAGE_SIZE)
+    assert type(limits.max_pixels) is int and json.dumps(dataclasses.asdict(limits))
 
 
 # ----------------------------------------------------------------------------- load
