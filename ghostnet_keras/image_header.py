@@ -2,8 +2,8 @@
 
 `read_header(data)` classifies JPEG / PNG / GIF / BMP bytes the way `tf.io.decode_image` does
 (by their magic bytes) and returns what the header declares: width, height, the number of
-frames, and the pixels the decoder will hold (for a GIF, giflib keeps every frame: the sum of
-the frame rectangles). Nothing is allocated in proportion to the declared size, so a
+frames, and the pixels the decoder will hold (for a GIF, giflib keeps every frame: the canvas
+plus the frame rectangles). Nothing is allocated in proportion to the declared size, so a
 decompression bomb is seen for what it is before a decoder runs. Used by the TF Serving export
 (`ghostnet_keras.serving`) to bound every request; docs/serving.md says what is refused.
 
@@ -44,7 +44,7 @@ class ImageHeader(NamedTuple):
     width: tf.Tensor  # int64
     height: tf.Tensor  # int64
     frames: tf.Tensor  # int64: 1, or the number of GIF frames walked
-    pixels: tf.Tensor  # int64: pixels the decoder holds (GIF: sum of the frame rectangles)
+    pixels: tf.Tensor  # int64: pixels the decoder holds (GIF: canvas + every frame rectangle)
     problem: tf.Tensor  # string: why the header cannot be read; empty when it can
 
 
