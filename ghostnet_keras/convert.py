@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
+
+from ghostnet_keras import cli
 
 FLAGS = flags.FLAGS
 # `--model` value -> `build_ghostnet(version=...)`.
@@ -33,6 +35,7 @@ def define_flags() -> None:
     flags.DEFINE_string("output", None, "Output file: `.weights.h5` (weights) or `.keras` (model).")
     flags.DEFINE_float("width", 1.0, "Width multiplier of the checkpoint's GhostNet.")
     flags.DEFINE_enum("model", "ghostnet", list(MODELS), "The checkpoint's GhostNet version.")
+    flags.mark_flags_as_required(["checkpoint", "output"])
 
 
 def convert_checkpoint(
@@ -87,15 +90,15 @@ def convert_checkpoint(
 
 def main(argv: Sequence[str]) -> None:
     del argv
+    if not Path(FLAGS.checkpoint).is_file():
+        raise FileNotFoundError(f"No such checkpoint file: {FLAGS.checkpoint} (--checkpoint)")
     written = convert_checkpoint(FLAGS.checkpoint, FLAGS.output, FLAGS.width, FLAGS.model)
     print(f"wrote {written}")
 
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-convert`)."""
-    define_flags()
-    flags.mark_flags_as_required(["checkpoint", "output"])
-    app.run(main)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import keras
 from absl import app, flags
 
+from ghostnet_keras import cli
 from ghostnet_keras.ghostnet import GhostNet050, GhostNet100, GhostNet130
 from ghostnet_keras.ghostnet_v2v3 import (
     GhostNetV2_100,
@@ -110,8 +111,7 @@ def report(
 
 
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    del argv
     values = flags.FLAGS
     try:
         text = report(values.model, values.input_size, force_size=values["input_size"].present,
@@ -123,8 +123,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-profile`)."""
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":
