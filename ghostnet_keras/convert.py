@@ -59,8 +59,16 @@ def convert_checkpoint(
         WeightsError: when the checkpoint does not fit a GhostNet of that width.
         ValueError: for an unreadable checkpoint or a bad output name.
     """
-    from ghostnet_keras.arguments import any_size_input_shape
     from ghostnet_keras.checkpoints import read_state_dict
+
+    if model not in MODELS:
+        raise ValueError(f"`model` must be one of {tuple(MODELS)}; received {model!r}.")
+
+    output = Path(output)
+    if not output.name.endswith((".weights.h5", ".keras")):
+        raise ValueError(f"--output must end with .weights.h5 or .keras; received {output}.")
+    raw = read_state_dict(checkpoint)  # an unreadable file fails before Keras is imported
+    from ghostnet_keras.arguments import any_size_input_shape
     from ghostnet_keras.ghostnet import create_ghostnet
     from ghostnet_keras.weights import (
         WeightsError,
@@ -69,13 +77,7 @@ def convert_checkpoint(
         write_weights_atomically,
     )
 
-    if model not in MODELS:
-        raise ValueError(f"`model` must be one of {tuple(MODELS)}; received {model!r}.")
-
-    output = Path(output)
-    if not output.name.endswith((".weights.h5", ".keras")):
-        raise ValueError(f"--output must end with .weights.h5 or .keras; received {output}.")
-    state_dict = timm_state_dict(read_state_dict(checkpoint))
+    state_dict = timm_state_dict(raw)
     if "classifier.weight" not in state_dict:
         raise WeightsError(f"{checkpoint} has no tensor 'classifier.weight' (not a GhostNet).")
     classes = int(state_dict["classifier.weight"].shape[0])

@@ -208,7 +208,7 @@ def load(spec: ModelSpec, **build_options: Any) -> Any:
         if spec.weights != "imagenet":
             raise
         # weights.imagenet_weights_path: the download failed; its message says what to do.
-        raise UserError(str(error)) from error
+        raise UserError(f"{error} On the command line: --weights=<that file>.") from error
 
 
 def export_size(spec: ModelSpec, model: Any) -> tuple[int, int] | None:

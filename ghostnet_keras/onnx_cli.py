@@ -8,6 +8,7 @@ KERAS_BACKEND=jax python -m ghostnet_keras.onnx_cli --width=1.0 \
 ```
 
 The model flags are `ghostnet_keras.model_flags`'s; errors go through `ghostnet_keras.cli`.
+Keras (and its backend) is imported after the flags are checked, so a usage error is instant.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from ghostnet_keras import cli, export_sidecar, heads, model_flags
-from ghostnet_keras.onnx_export import DEFAULT_ATOL, OnnxExportError, export_onnx
+from ghostnet_keras import cli, export_sidecar, model_flags
 
 
 def _define_flags() -> None:
@@ -26,8 +26,9 @@ def _define_flags() -> None:
     flags.DEFINE_string("output", None, "Output .onnx path (x.labels.txt and x.json beside it).")
     flags.DEFINE_integer("opset", None, "ONNX opset (default: the exporter's).")
     flags.DEFINE_bool("dynamic_batch", True, "Export a dynamic batch dimension.")
-    flags.DEFINE_float("atol", DEFAULT_ATOL, "Refuse a file whose outputs differ from Keras' "
-                       "by more than this (max abs).")
+    flags.DEFINE_float("atol", None, "Refuse a file whose outputs differ from Keras' by more "
+                       "than this (max abs); default: onnx_export.DEFAULT_ATOL (1e-4).",
+                       lower_bound=0.0)
     flags.DEFINE_string("labels", None, "Labels file (one per line); default ImageNet names.")
 
 
@@ -39,14 +40,19 @@ def main(argv: Sequence[str]) -> None:
     if Path(values.output).suffix != ".onnx":
         raise app.UsageError(f"--output must end with .onnx; received {values.output}.")
     spec = model_flags.model_spec(values)
-    labels = heads.read_labels(values.labels) if values.labels else None
     export_sidecar.check_output_free(values.output)
+    from ghostnet_keras import heads
+    from ghostnet_keras.onnx_export import OnnxExportError, export_onnx
+
+    labels = heads.read_labels(values.labels) if values.labels else None
     model = model_flags.load(spec)
-    sidecar = export_onnx(
-        model, values.output, opset=values.opset, dynamic_batch=values.dynamic_batch,
-        input_size=model_flags.export_size(spec, model), atol=values.atol,
-        labels=labels,
-    )
+    options = {} if values.atol is None else {"atol": values.atol}
+    try:
+        sidecar = export_onnx(
+            model, values.output, opset=values.opset, dynamic_batch=values.dynamic_batch,
+            input_size=model_flags.export_size(spec, model), labels=labels, **options)
+    except OnnxExportError as error:  # a missing package, or a file that does not match
+        raise cli.UserError(str(error)) from error
     check = sidecar["check"]["max_abs_diff_by_batch"]
     print(
         f"backend={sidecar['exported_with']['keras_backend']} opset={sidecar['opset']} "
@@ -59,7 +65,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-export-onnx`)."""
-    cli.run(main, _define_flags, user_errors=(OnnxExportError,))
+    cli.run(main, _define_flags)
 
 
 if __name__ == "__main__":

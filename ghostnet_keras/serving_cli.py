@@ -7,6 +7,7 @@ ghostnet-export-serving --width=1.0 --weights=imagenet --export_base=/models/gho
 
 Same as `python -m ghostnet_keras.serving_cli`; the export itself is
 `ghostnet_keras.serving.export_serving_model`, the model flags `ghostnet_keras.model_flags`.
+TensorFlow is imported after the flags are checked, so a usage error is instant.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import keras
 from absl import app, flags
 
 from ghostnet_keras import cli, model_flags
-from ghostnet_keras.serving import DEFAULT_MODEL_NAME, DEFAULT_TOP_K, export_serving_model
 
 # The request bounds of the `serving_default` graph: flag -> default (each must be positive).
 REQUEST_LIMITS = {
@@ -42,8 +41,8 @@ def define_flags() -> None:
         "image_size", None, "Centre-crop size; default: the model's fixed input size, else 224.",
         lower_bound=1)
     flags.DEFINE_integer(
-        "top_k", None, f"Number of top classes returned; default: min({DEFAULT_TOP_K}, classes).",
-        lower_bound=1)
+        "top_k", None, "Number of top classes returned; default: serving.DEFAULT_TOP_K (5) or "
+        "the number of classes if fewer.", lower_bound=1)
     flags.DEFINE_string(
         "labels", None,
         "A labels file with one class name per line; default: ImageNet names for 1000 classes, "
@@ -56,8 +55,8 @@ def define_flags() -> None:
     )
     flags.DEFINE_boolean("overwrite", False, "Replace an existing version folder.")
     flags.DEFINE_boolean("warmup", True, "Write assets.extra/tf_serving_warmup_requests.")
-    flags.DEFINE_string("model_name", DEFAULT_MODEL_NAME,
-                        "model_spec.name of the warmup requests.")
+    flags.DEFINE_string("model_name", None, "model_spec.name of the warmup requests; default: "
+                        "serving.DEFAULT_MODEL_NAME.")
     flags.DEFINE_integer("max_pixels", REQUEST_LIMITS["max_pixels"],
                          "serving_default refuses an image whose header declares more pixels.",
                          lower_bound=1)
@@ -75,7 +74,7 @@ def load_model_for_export(
     classes: int = 1000,
     version: str = "v1",
     input_size: tuple[int, int] | None = None,
-) -> keras.Model:
+) -> Any:
     """Loads a `.keras` model, or builds a GhostNet of `width` with `weights`.
 
     The GhostNet takes `input_size`, default any size (`(None, None, 3)`), with the softmax
@@ -91,12 +90,13 @@ def load_model_for_export(
                             include_preprocessing=True)
 
 
-def _accepted(options: dict[str, Any]) -> dict[str, Any]:
-    # TODO(lead): drop this filter once the serving helper's request bounds are merged;
-    # export_serving_model then takes max_pixels, max_batch_size and max_image_bytes.
+def _accepted(options: dict[str, Any], export_serving_model: Any) -> dict[str, Any]:
+    """The options given (not `None`) that `export_serving_model` takes."""
+    # TODO(lead): drop the signature check once the serving helper's request bounds are
+    # merged; export_serving_model then takes max_pixels, max_batch_size and max_image_bytes.
     parameters = inspect.signature(export_serving_model).parameters
     return {name: value for name, value in options.items()
-            if name not in REQUEST_LIMITS or name in parameters}
+            if value is not None and (name not in REQUEST_LIMITS or name in parameters)}
 
 
 def export(
@@ -134,10 +134,12 @@ def export(
     target = Path(export_base) / str(version)
     if target.exists() and not overwrite:
         raise app.UsageError(f"{target} already exists; pass --overwrite or another --version.")
+    from ghostnet_keras.serving import export_serving_model
+
     loaded = model_flags.load(spec, include_top=True, classifier_activation="softmax",
                               include_preprocessing=True)
     return export_serving_model(loaded, export_base, version, overwrite=overwrite,
-                                **_accepted(export_options))
+                                **_accepted(export_options, export_serving_model))
 
 
 def main(argv: Sequence[str]) -> None:

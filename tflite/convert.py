@@ -27,7 +27,7 @@ from typing import Any
 from absl import app, flags
 
 import ghostnet_keras
-from ghostnet_keras import cli, export_sidecar, heads, model_flags
+from ghostnet_keras import cli, export_sidecar, model_flags
 from ghostnet_keras.tflite import calibration, conversion, gpu, inventory, metadata, sidecar
 
 DEFAULT_DESCRIPTION = (
@@ -104,11 +104,15 @@ def gpu_verdict(data: bytes, mode: str) -> dict[str, Any]:
 
 def main(argv: Sequence[str]) -> None:
     del argv
+    from ghostnet_keras import heads  # imports Keras: after the flags are checked
+
     values = flags.FLAGS
     spec = check_flags(values)
     labels = heads.read_labels(values.labels) if values.labels else None
     export_sidecar.check_output_free(values.output)
     model = model_flags.load(spec)
+    if labels is not None and not isinstance(model, str):  # before the conversion
+        export_sidecar.check_labels(labels, int(math.prod(model.outputs[0].shape[1:])))
     representative = None
     if values.representative:
         representative = calibration.representative_source(
