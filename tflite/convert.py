@@ -104,10 +104,10 @@ def gpu_verdict(data: bytes, mode: str) -> dict[str, Any]:
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    from ghostnet_keras import heads  # imports Keras: after the flags are checked
-
     values = flags.FLAGS
     spec = check_flags(values)
+    from ghostnet_keras import heads  # imports Keras: after the flags are checked
+
     labels = heads.read_labels(values.labels) if values.labels else None
     export_sidecar.check_output_free(values.output)
     model = model_flags.load(spec)
