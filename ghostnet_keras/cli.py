@@ -58,7 +58,7 @@ def _guarded(
     argv: Sequence[str],
 ) -> Any:
     if len(argv) > 1:
-        fail(f"unexpected arguments {' '.join(argv[1:])!r}: every option is a --flag=value",
+        fail(f"Unexpected arguments: {' '.join(argv[1:])} (every option is a --flag=value)",
              USAGE_EXIT)
     if os.environ.get(TRACEBACK_ENV):
         return main(argv)

@@ -51,7 +51,7 @@ def error_line(stderr: str) -> str:
 def test_a_stray_positional_argument_is_a_usage_error(script: str, tmp_path: Path) -> None:
     code, stderr = run(script, *REQUIRED.get(script, []), "stray", cwd=tmp_path)
     assert code == 2
-    assert "unexpected arguments 'stray'" in error_line(stderr)
+    assert "Unexpected arguments: stray" in error_line(stderr)
     assert list(tmp_path.iterdir()) == []  # nothing was written
 
 
