@@ -170,7 +170,7 @@ def test_unreachable_imagenet_weights_are_one_message(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_wrong_label_count_is_named(tmp_path: Path) -> None:
+def test_a_wrong_label_count_or_size_is_named(tmp_path: Path) -> None:
     from ghostnet_keras import GhostNet
 
     GhostNet(width=0.1, classes=4, input_shape=(32, 32, 3)).save(tmp_path / "m.keras")
@@ -179,6 +179,10 @@ def test_a_wrong_label_count_is_named(tmp_path: Path) -> None:
                        "--output=m.tflite", "--nocheck_gpu", cwd=tmp_path)
     assert code == 1
     assert "the model has 4 classes but 3 labels were given" in error_line(stderr)
+    code, stderr = run("ghostnet-tflite-convert", "--model=m.keras", "--input_size=64",
+                       "--output=m.tflite", "--nocheck_gpu", cwd=tmp_path)
+    assert code == 2
+    assert "--input_size=64,64 would be ignored: m.keras takes 32x32" in error_line(stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "m.keras"]
 
 

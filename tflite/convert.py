@@ -91,8 +91,19 @@ def check_flags(values: Any) -> model_flags.ModelSpec:
     return spec
 
 
-def _calibration_size(spec: model_flags.ModelSpec, model: Any) -> tuple[int, int]:
-    return model_flags.export_size(spec, model) or (224, 224)
+def _calibration_size(spec: model_flags.ModelSpec, model: Any, values: Any) -> tuple[int, int]:
+    """The calibration image size: the model's fixed input, else `--input_size`.
+
+    Raises:
+        app.UsageError: `--input_size` that differs from the model's fixed input, or that
+            nothing would use (a model file of any input size, not calibrated).
+    """
+    size = model_flags.export_size(spec, model)
+    fixed = not isinstance(model, str) and None not in tuple(model.inputs[0].shape)[1:3]
+    if spec.model is not None and spec.size_given and not fixed and not values.representative:
+        raise app.UsageError("--input_size would be ignored: the converter keeps the input size "
+                             f"of {spec.model}; --input_size sizes the calibration images.")
+    return size or (224, 224)
 
 
 def gpu_verdict(data: bytes, mode: str) -> dict[str, Any]:
@@ -113,10 +124,11 @@ def main(argv: Sequence[str]) -> None:
     model = model_flags.load(spec)
     if labels is not None and not isinstance(model, str):  # before the conversion
         export_sidecar.check_labels(labels, int(math.prod(model.outputs[0].shape[1:])))
+    size = _calibration_size(spec, model, values)
     representative = None
     if values.representative:
         representative = calibration.representative_source(
-            values.representative, values.num_calibration, _calibration_size(spec, model))
+            values.representative, values.num_calibration, size)
     data = conversion.convert(model, values.mode, representative, values.io,
                               batch_size=values.batch_size or None)
     classes = int(math.prod(inventory.read_model(data).outputs[0].shape[1:]))
