@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
+
+from ghostnet_keras import cli
 
 FLAGS = flags.FLAGS
 # `--model` value -> `build_ghostnet(version=...)`.
@@ -33,6 +35,7 @@ def define_flags() -> None:
     flags.DEFINE_string("output", None, "Output file: `.weights.h5` (weights) or `.keras` (model).")
     flags.DEFINE_float("width", 1.0, "Width multiplier of the checkpoint's GhostNet.")
     flags.DEFINE_enum("model", "ghostnet", list(MODELS), "The checkpoint's GhostNet version.")
+    flags.mark_flags_as_required(["checkpoint", "output"])
 
 
 def convert_checkpoint(
@@ -56,8 +59,16 @@ def convert_checkpoint(
         WeightsError: when the checkpoint does not fit a GhostNet of that width.
         ValueError: for an unreadable checkpoint or a bad output name.
     """
-    from ghostnet_keras.arguments import any_size_input_shape
     from ghostnet_keras.checkpoints import read_state_dict
+
+    if model not in MODELS:
+        raise ValueError(f"`model` must be one of {tuple(MODELS)}; received {model!r}.")
+
+    output = Path(output)
+    if not output.name.endswith((".weights.h5", ".keras")):
+        raise ValueError(f"--output must end with .weights.h5 or .keras; received {output}.")
+    raw = read_state_dict(checkpoint)  # an unreadable file fails before Keras is imported
+    from ghostnet_keras.arguments import any_size_input_shape
     from ghostnet_keras.ghostnet import create_ghostnet
     from ghostnet_keras.weights import (
         WeightsError,
@@ -66,13 +77,7 @@ def convert_checkpoint(
         write_weights_atomically,
     )
 
-    if model not in MODELS:
-        raise ValueError(f"`model` must be one of {tuple(MODELS)}; received {model!r}.")
-
-    output = Path(output)
-    if not output.name.endswith((".weights.h5", ".keras")):
-        raise ValueError(f"--output must end with .weights.h5 or .keras; received {output}.")
-    state_dict = timm_state_dict(read_state_dict(checkpoint))
+    state_dict = timm_state_dict(raw)
     if "classifier.weight" not in state_dict:
         raise WeightsError(f"{checkpoint} has no tensor 'classifier.weight' (not a GhostNet).")
     classes = int(state_dict["classifier.weight"].shape[0])
@@ -87,15 +92,15 @@ def convert_checkpoint(
 
 def main(argv: Sequence[str]) -> None:
     del argv
+    if not Path(FLAGS.checkpoint).is_file():
+        raise FileNotFoundError(f"No such checkpoint file: {FLAGS.checkpoint} (--checkpoint)")
     written = convert_checkpoint(FLAGS.checkpoint, FLAGS.output, FLAGS.width, FLAGS.model)
     print(f"wrote {written}")
 
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-convert`)."""
-    define_flags()
-    flags.mark_flags_as_required(["checkpoint", "output"])
-    app.run(main)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

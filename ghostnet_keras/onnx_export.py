@@ -4,8 +4,9 @@
 the active backend (TensorFlow: tf2onnx; JAX: jax2onnx; torch: `torch.onnx`), into a temporary
 file beside `output`. ONNX Runtime then runs that file on test images and its outputs are
 compared with the Keras model's: only a file within `atol` (default 1e-4, max abs difference)
-is moved into place, with `labels.txt` and a JSON sidecar (`output` with `.json`, written last)
-recording the input/output contract, the opset, the exporter versions and the measured
+is moved into place, with its labels (`x.labels.txt` for `x.onnx`) and a JSON sidecar (`x.json`,
+written last; `ghostnet_keras.export_sidecar`, shared with the TFLite export) recording the
+input/output contract, the opset, the exporter versions and the measured
 difference. A file that does not match raises `OnnxMismatchError` and nothing is written.
 
 The batch dimension is dynamic by default on every backend (torch then uses its TorchScript
@@ -21,7 +22,6 @@ TensorFlow and torch, `jax-onnx` on JAX.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -37,7 +37,6 @@ INPUT_NAME = "images"
 SIDECAR_FORMAT = "ghostnet_keras.onnx.sidecar/1"
 # The Python distribution that converts on each backend (Keras' routes).
 EXPORTERS = {"tensorflow": "tf2onnx", "jax": "jax2onnx", "torch": "torch"}
-NORMALISES_INTERNALLY = "model normalises internally, feed RGB 0-255"
 
 
 class OnnxExportError(RuntimeError):
@@ -79,7 +78,9 @@ def _check_requirements(backend: str) -> None:
         _require("jax2onnx", "jax2onnx", extra)
 
 
-def _image_shape(model: keras.Model, input_size: int | None) -> tuple[int, int, int]:
+def _image_shape(
+    model: keras.Model, input_size: int | tuple[int, int] | None
+) -> tuple[int, int, int]:
     if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
         raise OnnxExportError(
             f"expected a model with one image input (N, H, W, C); {model.name!r} has inputs "
@@ -94,7 +95,8 @@ def _image_shape(model: keras.Model, input_size: int | None) -> tuple[int, int, 
                 f"the model takes any image size {tuple(model.inputs[0].shape)}; give "
                 "input_size (--input_size) to fix it for the export."
             )
-        height, width = height or input_size, width or input_size
+        size_h, size_w = (input_size, input_size) if isinstance(input_size, int) else input_size
+        height, width = height or size_h, width or size_w
     return int(height), int(width), int(channels)
 
 
@@ -136,13 +138,6 @@ def _tensor_entries(values: Any) -> list[dict[str, Any]]:
     return entries
 
 
-def _normalises_internally(model: keras.Model) -> bool:
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    return bool(layers) and isinstance(
-        layers[0], (keras.layers.Rescaling, keras.layers.Normalization)
-    )
-
-
 def _export_to(model: keras.Model, path: Path, signature: list, opset: int | None) -> None:
     import contextlib
     import io
@@ -169,7 +164,7 @@ def export_onnx(
     *,
     opset: int | None = None,
     dynamic_batch: bool = True,
-    input_size: int | None = None,
+    input_size: int | tuple[int, int] | None = None,
     atol: float = DEFAULT_ATOL,
     labels: Sequence[str] | None = None,
 ) -> dict[str, Any]:
@@ -177,10 +172,10 @@ def export_onnx(
 
     Args:
         model: a Keras model with one NHWC image input (e.g. `GhostNet(...)`).
-        output: the `.onnx` path; `labels.txt` and the sidecar (`.json`) go beside it.
+        output: the `.onnx` path; `x.labels.txt` and the sidecar `x.json` go beside it.
         opset: the ONNX opset; `None` lets the backend's exporter choose (recorded).
         dynamic_batch: export a dynamic batch dimension (checked at batch 1 and 2).
-        input_size: height and width for a model that takes any image size.
+        input_size: size (or (height, width)) for a model that takes any image size.
         atol: the largest max-abs difference to Keras' outputs accepted.
         labels: one label per output class (default: ImageNet names for 1000 classes).
 
@@ -189,12 +184,13 @@ def export_onnx(
 
     Raises:
         OnnxExportError: unsupported backend, missing package, bad model or output name.
+        ValueError: `labels` do not match the model's classes.
+        FileExistsError: `x.json` is the sidecar of another export (e.g. `x.tflite`).
         OnnxMismatchError: ONNX Runtime's outputs differ from Keras' by more than `atol`.
     """
     import onnx
 
-    from ghostnet_keras import heads
-    from ghostnet_keras.files import write_atomically
+    from ghostnet_keras import export_sidecar, heads
 
     backend = keras.backend.backend()
     output = Path(output)
@@ -210,6 +206,10 @@ def export_onnx(
     batches = (1, 2) if dynamic_batch else (1,)
     images = {batch: check_images(batch, shape, seed=batch) for batch in batches}
     expected = {batch: _keras_outputs(model, images[batch]) for batch in batches}
+    num_classes = int(np.prod(expected[1][0].shape[1:]))
+    labels = export_sidecar.check_labels(
+        heads.default_labels(num_classes) if labels is None else labels, num_classes)
+    export_sidecar.check_output_free(output)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     # A temporary folder beside `output`: some exporters (jax2onnx) write the weights to an
@@ -244,16 +244,9 @@ def export_onnx(
                     f"ONNX Runtime's outputs differ from Keras' by {differences[batch]:.3g} "
                     f"(max abs, batch {batch}) > {atol:g}; nothing was written."
                 )
-        num_classes = int(np.prod(expected[1][0].shape[1:]))
-        if labels is None:
-            labels = heads.default_labels(num_classes)
         sidecar = _describe(model, proto, data, output, backend, shape, differences, atol)
-    write_atomically({  # the sidecar last: its presence says the export is complete
-        output: data,
-        output.parent / "labels.txt": "\n".join(labels) + "\n",
-        output.with_suffix(".json"): json.dumps(sidecar, indent=2) + "\n",
-    })
-    return sidecar
+    written = export_sidecar.write_export(output, data, sidecar, labels)
+    return {**sidecar, "file": written[0].name, "labels": written[1].name}
 
 
 def _describe(
@@ -266,30 +259,17 @@ def _describe(
     differences: dict[int, float],
     atol: float,
 ) -> dict[str, Any]:
-    from ghostnet_keras import heads, profile
+    from ghostnet_keras import export_sidecar
 
     inputs = _tensor_entries(proto.graph.input)
     outputs = _tensor_entries(proto.graph.output)
     for entry in inputs:
         entry.update(dtype="float32", layout="NHWC", color="RGB", height=shape[0],
                      width=shape[1])
-        entry["normalisation"] = (
-            NORMALISES_INTERNALLY
-            if _normalises_internally(model)
-            else "unknown: the model has no preprocessing layer"
-        )
+        entry["normalisation"] = export_sidecar.input_normalisation(model)
     if outputs:
-        try:
-            logits = heads.detect_outputs_are_logits(model)
-            outputs[0]["kind"] = "logits" if logits else "probabilities (softmax)"
-        except ValueError:
-            outputs[0]["kind"] = "unknown"
-    macs = params = None
-    try:
-        result = profile(model, input_shape=shape)
-        macs, params = result.macs, result.params
-    except (TypeError, ValueError):
-        pass
+        outputs[0]["kind"] = export_sidecar.output_kind(model)
+    cost = export_sidecar.cost(model, shape)
     exporter = EXPORTERS[backend]
     return {
         "format": SIDECAR_FORMAT,
@@ -301,9 +281,9 @@ def _describe(
         "dynamic_batch": isinstance(inputs[0]["shape"][0], str) or inputs[0]["shape"][0] is None,
         "inputs": inputs,
         "outputs": outputs,
-        "labels": "labels.txt",
-        "macs": macs,
-        "params": params,
+        "labels": export_sidecar.labels_path(output).name,
+        "macs": cost["macs"],
+        "params": cost["params"],
         "exported_with": {
             "keras_backend": backend,
             "keras": keras.__version__,

@@ -8,41 +8,42 @@ python -m ghostnet_keras.profile_cli --model=/path/to/model.keras --json
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import keras
 from absl import app, flags
 
-from ghostnet_keras.ghostnet import GhostNet050, GhostNet100, GhostNet130
-from ghostnet_keras.ghostnet_v2v3 import (
-    GhostNetV2_100,
-    GhostNetV2_130,
-    GhostNetV2_160,
-    GhostNetV3_100,
-)
-from ghostnet_keras.keras_files import load_keras_file
-from ghostnet_keras.profiler import profile
-from ghostnet_keras.resnet import GhostResNet50
+from ghostnet_keras import cli
 
-# Model constructors available by name; each takes keras.applications' `weights` and
-# `input_shape` arguments.
-BUILDERS: dict[str, Callable[..., keras.Model]] = {
-    "GhostNet050": GhostNet050,
-    "GhostNet100": GhostNet100,
-    "GhostNet130": GhostNet130,
-    "GhostNetV2_100": GhostNetV2_100,
-    "GhostNetV2_130": GhostNetV2_130,
-    "GhostNetV2_160": GhostNetV2_160,
-    "GhostNetV3_100": GhostNetV3_100,
-    "GhostResNet50": GhostResNet50,
-    "ResNet50": keras.applications.ResNet50,
-    "MobileNetV2": keras.applications.MobileNetV2,
-    "MobileNetV3Large": keras.applications.MobileNetV3Large,
-    "MobileNetV3Small": keras.applications.MobileNetV3Small,
-    "VGG16": keras.applications.VGG16,
+if TYPE_CHECKING:
+    import keras
+
+# Model constructors by name (`module:attribute`, imported when used: a usage error needs no
+# Keras); each takes keras.applications' `weights` and `input_shape` arguments.
+BUILDERS: dict[str, str] = {
+    "GhostNet050": "ghostnet_keras.ghostnet:GhostNet050",
+    "GhostNet100": "ghostnet_keras.ghostnet:GhostNet100",
+    "GhostNet130": "ghostnet_keras.ghostnet:GhostNet130",
+    "GhostNetV2_100": "ghostnet_keras.ghostnet_v2v3:GhostNetV2_100",
+    "GhostNetV2_130": "ghostnet_keras.ghostnet_v2v3:GhostNetV2_130",
+    "GhostNetV2_160": "ghostnet_keras.ghostnet_v2v3:GhostNetV2_160",
+    "GhostNetV3_100": "ghostnet_keras.ghostnet_v2v3:GhostNetV3_100",
+    "GhostResNet50": "ghostnet_keras.resnet:GhostResNet50",
+    "ResNet50": "keras.applications:ResNet50",
+    "MobileNetV2": "keras.applications:MobileNetV2",
+    "MobileNetV3Large": "keras.applications:MobileNetV3Large",
+    "MobileNetV3Small": "keras.applications:MobileNetV3Small",
+    "VGG16": "keras.applications:VGG16",
 }
+
+
+def builder(name: str) -> Callable[..., keras.Model]:
+    """The constructor registered as `name` in `BUILDERS`."""
+    module, attribute = BUILDERS[name].split(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def define_flags() -> None:
@@ -82,8 +83,10 @@ def build_model(
     """
     if name_or_path in BUILDERS:
         shape = (input_size, input_size, 3)
-        return BUILDERS[name_or_path](weights=None, input_shape=shape), shape
+        return builder(name_or_path)(weights=None, input_shape=shape), shape
     if name_or_path.endswith(".keras") and os.path.isfile(name_or_path):
+        from ghostnet_keras.keras_files import load_keras_file
+
         model = load_keras_file(name_or_path)
         inputs = model.inputs
         undefined = not inputs or any(d is None for d in inputs[0].shape[1:])
@@ -103,6 +106,8 @@ def report(
 ) -> str:
     """What the command prints: the profile of `build_model(...)` as a table or JSON."""
     model, input_shape = build_model(name_or_path, input_size, force_size=force_size)
+    from ghostnet_keras.profiler import profile
+
     result = profile(model, input_shape)
     if as_json:
         return json.dumps(result.to_dict(per_layer=per_layer), indent=2)
@@ -110,8 +115,7 @@ def report(
 
 
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    del argv
     values = flags.FLAGS
     try:
         text = report(values.model, values.input_size, force_size=values["input_size"].present,
@@ -123,8 +127,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-profile`)."""
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

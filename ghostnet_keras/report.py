@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
+from ghostnet_keras import cli
 from ghostnet_keras.files import write_atomically
 
 FLAGS = flags.FLAGS
@@ -30,8 +31,10 @@ def define_flags() -> None:
     this module never clashes with another module's flags)."""
     flags.DEFINE_string("output_dir", "runs/main", "Where report.json and report.md are written.")
     flags.DEFINE_list("widths", ["0.5", "1.0", "1.3"], "Width multipliers to report.")
-    flags.DEFINE_integer("batch_size", 8, "Batch size of the timed forward passes.")
-    flags.DEFINE_integer("timed_batches", 5, "Number of timed batches (after one warm-up).")
+    flags.DEFINE_integer("batch_size", 8, "Batch size of the timed forward passes.",
+                         lower_bound=1)
+    flags.DEFINE_integer("timed_batches", 5, "Number of timed batches (after one warm-up).",
+                         lower_bound=1)
     flags.DEFINE_string(
         "reference_dir",
         str(Path(__file__).resolve().parents[2] / "shared" / "reference"),
@@ -96,12 +99,24 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_widths(values: Sequence[str]) -> list[float]:
+    """`--widths` as positive floats."""
+    try:
+        widths = [float(value) for value in values]
+    except ValueError:
+        widths = []
+    if not widths or min(widths) <= 0:
+        raise app.UsageError(f"--widths takes positive numbers; received {','.join(values)!r}.")
+    return widths
+
+
 def main(argv: Sequence[str]) -> None:
     del argv
     output_dir = Path(FLAGS.output_dir)
     reference_dir = Path(FLAGS.reference_dir)
+    widths = parse_widths(FLAGS.widths)
     rows = []
-    for width in (float(w) for w in FLAGS.widths):
+    for width in widths:
         logging.info("GhostNet width %s: building, profiling, timing", width)
         rows.append(report_width(width, FLAGS.batch_size, FLAGS.timed_batches, reference_dir))
         print(json.dumps(rows[-1]), flush=True)
@@ -114,8 +129,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-report`)."""
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ ghostnet-tflite-convert --model=runs/quickstart_qat/qat_saved_model --mode=qat_i
 ```
 
 Writes `x.tflite` with TFLite Model Metadata (name, description, version, author, license,
-the RGB 0-255 input contract and `labels.txt` attached, as MediaPipe's ImageClassifier and the
-Task Library read it), `labels.txt` beside it and the sidecar `x.json` (each through a temporary
-file). The conversion is `tflite.conversion`, calibration `tflite.calibration`, the sidecar
+the RGB 0-255 input contract and the labels attached, as MediaPipe's ImageClassifier and the
+Task Library read it), `x.labels.txt` beside it and the sidecar `x.json` (each through a
+temporary file; `ghostnet_keras.export_sidecar`). The model flags are
+`ghostnet_keras.model_flags`'s, shared with the ONNX, serving and evaluation commands. The
+conversion is `tflite.conversion`, calibration `tflite.calibration`, the sidecar
 `tflite.sidecar`, the GPU check `tflite.gpu`. Same as `python -m ghostnet_keras.tflite.convert`.
 """
 
@@ -25,7 +27,7 @@ from typing import Any
 from absl import app, flags
 
 import ghostnet_keras
-from ghostnet_keras import heads
+from ghostnet_keras import cli, export_sidecar, model_flags
 from ghostnet_keras.tflite import calibration, conversion, gpu, inventory, metadata, sidecar
 
 DEFAULT_DESCRIPTION = (
@@ -35,16 +37,10 @@ DEFAULT_DESCRIPTION = (
 
 
 def define_flags() -> None:
-    flags.DEFINE_string(
-        "model", None, "A .keras model, or a SavedModel directory (e.g. a tf_keras QAT export)."
-    )
-    flags.DEFINE_float("width", None, "Build GhostNet with this width instead of --model.")
-    flags.DEFINE_string(
-        "weights", None, "With --width: 'imagenet' or a weights file (.weights.h5, .keras, ...)."
-    )
-    flags.DEFINE_list("input_size", ["224"], "With --width: height[,width] of the input.")
+    model_flags.define_flags(input_size="224", saved_model=True)
     flags.DEFINE_enum("mode", "fp32", list(conversion.MODES), "Conversion mode.")
-    flags.DEFINE_string("output", None, "Output .tflite path (labels.txt and .json beside it).")
+    flags.DEFINE_string("output", None,
+                        "Output .tflite path (x.labels.txt and the sidecar x.json beside it).")
     flags.DEFINE_enum(
         "io", "float", list(conversion.IO_TYPES),
         "Input/output tensors of int8 models: float32, uint8 (Android's Task Library and "
@@ -55,10 +51,11 @@ def define_flags() -> None:
         "Calibration images for int8: an image folder (real images, e.g. a few hundred from "
         "the training set) or 'random' (synthetic, smoke tests only).",
     )
-    flags.DEFINE_integer("num_calibration", 100, "Number of calibration images.")
+    flags.DEFINE_integer("num_calibration", 100, "Number of calibration images (with "
+                         "--representative).", lower_bound=1)
     flags.DEFINE_integer(
-        "batch_size", 1, "Batch dimension of the converted model; 0 keeps it dynamic."
-    )
+        "batch_size", 1, "Batch dimension of the converted model; 0 keeps it dynamic.",
+        lower_bound=0)
     flags.DEFINE_string("labels", None, "Labels file (one per line); default ImageNet names.")
     flags.DEFINE_string("name", None, "Model name in the TFLite metadata (default: the model's).")
     flags.DEFINE_string("description", DEFAULT_DESCRIPTION, "Description in the metadata.")
@@ -72,38 +69,41 @@ def define_flags() -> None:
     )
 
 
-def _input_size(values: Any) -> tuple[int, int]:
-    sizes = [int(v) for v in values.input_size]
-    if len(sizes) not in (1, 2) or min(sizes) < 32:
-        raise ValueError(f"--input_size takes height[,width] >= 32; received {sizes}.")
-    return (sizes[0], sizes[-1])
+def check_flags(values: Any) -> model_flags.ModelSpec:
+    """Refuses missing, conflicting and ignored flags before anything is built."""
+    if not values.output:
+        raise app.UsageError("--output is required.")
+    if Path(values.output).suffix != ".tflite":
+        raise app.UsageError(f"--output must end with .tflite; received {values.output}.")
+    if values.mode == "int8" and not values.representative:
+        raise app.UsageError("--mode=int8 needs calibration images: --representative=<image "
+                             "folder> (or 'random' for a smoke test).")
+    if values.representative and values.mode != "int8":
+        raise app.UsageError(f"--representative calibrates mode int8, not {values.mode}.")
+    if values["num_calibration"].present and not values.representative:
+        raise app.UsageError("--num_calibration needs --representative (mode int8).")
+    if values.io != "float" and values.mode not in conversion.INT8_MODES:
+        raise app.UsageError(f"--io={values.io} needs an integer mode "
+                             f"({', '.join(conversion.INT8_MODES)}), not {values.mode}.")
+    spec = model_flags.model_spec(values, saved_model=True)
+    if values.mode == "qat_int8" and not spec.is_saved_model:
+        raise app.UsageError("--mode=qat_int8 converts a QAT SavedModel directory (--model).")
+    return spec
 
 
-def _load_model(values: Any) -> Any:
-    if (values.model is None) == (values.width is None):
-        raise ValueError("Give exactly one of --model and --width.")
-    if values.width is not None:
-        from ghostnet_keras import GhostNet
+def _calibration_size(spec: model_flags.ModelSpec, model: Any, values: Any) -> tuple[int, int]:
+    """The calibration image size: the model's fixed input, else `--input_size`.
 
-        height, width = _input_size(values)
-        return GhostNet(width=values.width, weights=values.weights,
-                        input_shape=(height, width, 3))
-    path = Path(values.model)
-    if path.is_dir():
-        return str(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--model {path} does not exist.")
-    from ghostnet_keras.keras_files import load_keras_file
-
-    return load_keras_file(path)
-
-
-def _calibration_size(model: Any, values: Any) -> tuple[int, int]:
-    if isinstance(model, str):
-        return _input_size(values)
-    height, width = tuple(model.inputs[0].shape)[1:3]
-    default_height, default_width = _input_size(values)
-    return (height or default_height, width or default_width)
+    Raises:
+        app.UsageError: `--input_size` that differs from the model's fixed input, or that
+            nothing would use (a model file of any input size, not calibrated).
+    """
+    size = model_flags.export_size(spec, model)
+    fixed = not isinstance(model, str) and None not in tuple(model.inputs[0].shape)[1:3]
+    if spec.model is not None and spec.size_given and not fixed and not values.representative:
+        raise app.UsageError("--input_size would be ignored: the converter keeps the input size "
+                             f"of {spec.model}; --input_size sizes the calibration images.")
+    return size or (224, 224)
 
 
 def gpu_verdict(data: bytes, mode: str) -> dict[str, Any]:
@@ -116,25 +116,24 @@ def gpu_verdict(data: bytes, mode: str) -> dict[str, Any]:
 def main(argv: Sequence[str]) -> None:
     del argv
     values = flags.FLAGS
-    if not values.output:
-        raise app.UsageError("--output is required.")
-    try:
-        model = _load_model(values)
-        representative = None
-        if values.representative:
-            if values.mode != "int8":
-                raise ValueError(f"--representative calibrates mode int8, not {values.mode}.")
-            representative = calibration.representative_source(
-                values.representative, values.num_calibration, _calibration_size(model, values))
-        data = conversion.convert(model, values.mode, representative, values.io,
-                                  batch_size=values.batch_size or None)
-    except (conversion.ConversionError, ValueError, TypeError, OSError, ImportError) as error:
-        raise SystemExit(f"error: {error}") from error
-    if values.labels:
-        labels = heads.read_labels(values.labels)
-    else:
-        classes = math.prod(inventory.read_model(data).outputs[0].shape[1:])
-        labels = heads.default_labels(int(classes))
+    spec = check_flags(values)
+    from ghostnet_keras import heads  # imports Keras: after the flags are checked
+
+    labels = heads.read_labels(values.labels) if values.labels else None
+    export_sidecar.check_output_free(values.output)
+    model = model_flags.load(spec)
+    if labels is not None and not isinstance(model, str):  # before the conversion
+        export_sidecar.check_labels(labels, int(math.prod(model.outputs[0].shape[1:])))
+    size = _calibration_size(spec, model, values)
+    representative = None
+    if values.representative:
+        representative = calibration.representative_source(
+            values.representative, values.num_calibration, size)
+    data = conversion.convert(model, values.mode, representative, values.io,
+                              batch_size=values.batch_size or None)
+    classes = int(math.prod(inventory.read_model(data).outputs[0].shape[1:]))
+    labels = export_sidecar.check_labels(
+        heads.default_labels(classes) if labels is None else labels, classes)
     name = values.name or (Path(model).name if isinstance(model, str) else model.name)
     data = metadata.with_image_classifier_metadata(
         data, labels, name=name, description=values.description,
@@ -162,8 +161,7 @@ def _gpu_line(entry: dict[str, Any]) -> str:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-tflite-convert`)."""
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags, user_errors=(conversion.ConversionError,))
 
 
 if __name__ == "__main__":

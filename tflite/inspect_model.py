@@ -14,8 +14,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
+from ghostnet_keras import cli
 from ghostnet_keras.tflite import gpu, inventory, verify, xnnpack
 
 
@@ -64,8 +65,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-tflite-inventory`)."""
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":
