@@ -12,7 +12,6 @@ TensorFlow is imported after the flags are checked, so a usage error is instant.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,12 +21,8 @@ from absl import app, flags
 
 from ghostnet_keras import cli, model_flags
 
-# The request bounds of the `serving_default` graph: flag -> default (each must be positive).
-REQUEST_LIMITS = {
-    "max_pixels": 24_000_000,  # a 24-megapixel photo (6000 x 4000)
-    "max_batch_size": 64,
-    "max_image_bytes": 20_000_000,
-}
+# The request bounds of the `serving_default` graph (default: serving.RequestLimits' defaults).
+REQUEST_LIMITS = ("max_pixels", "max_batch_size", "max_image_bytes")
 
 
 def define_flags() -> None:
@@ -57,13 +52,16 @@ def define_flags() -> None:
     flags.DEFINE_boolean("warmup", True, "Write assets.extra/tf_serving_warmup_requests.")
     flags.DEFINE_string("model_name", None, "model_spec.name of the warmup requests; default: "
                         "serving.DEFAULT_MODEL_NAME.")
-    flags.DEFINE_integer("max_pixels", REQUEST_LIMITS["max_pixels"],
-                         "serving_default refuses an image whose header declares more pixels.",
+    flags.DEFINE_integer("max_pixels", None,
+                         "serving_default refuses an image whose header declares more pixels; "
+                         "default serving.DEFAULT_MAX_PIXELS (a 24-megapixel photo fits).",
                          lower_bound=1)
-    flags.DEFINE_integer("max_batch_size", REQUEST_LIMITS["max_batch_size"],
-                         "serving_default refuses a request with more images.", lower_bound=1)
-    flags.DEFINE_integer("max_image_bytes", REQUEST_LIMITS["max_image_bytes"],
-                         "serving_default refuses an encoded image of more bytes.", lower_bound=1)
+    flags.DEFINE_integer("max_batch_size", None,
+                         "serving_default refuses a request with more images; default "
+                         "serving.DEFAULT_MAX_BATCH_SIZE.", lower_bound=1)
+    flags.DEFINE_integer("max_image_bytes", None,
+                         "serving_default refuses an encoded image of more bytes; default "
+                         "serving.DEFAULT_MAX_IMAGE_BYTES.", lower_bound=1)
 
 
 def load_model_for_export(
@@ -88,15 +86,6 @@ def load_model_for_export(
                              version=version, input_size=input_size, require_weights=True)
     return model_flags.load(spec, include_top=True, classifier_activation="softmax",
                             include_preprocessing=True)
-
-
-def _accepted(options: dict[str, Any], export_serving_model: Any) -> dict[str, Any]:
-    """The options given (not `None`) that `export_serving_model` takes."""
-    # TODO(lead): drop the signature check once the serving helper's request bounds are
-    # merged; export_serving_model then takes max_pixels, max_batch_size and max_image_bytes.
-    parameters = inspect.signature(export_serving_model).parameters
-    return {name: value for name, value in options.items()
-            if value is not None and (name not in REQUEST_LIMITS or name in parameters)}
 
 
 def export(
@@ -139,7 +128,8 @@ def export(
     loaded = model_flags.load(spec, include_top=True, classifier_activation="softmax",
                               include_preprocessing=True)
     return export_serving_model(loaded, export_base, version, overwrite=overwrite,
-                                **_accepted(export_options, export_serving_model))
+                                **{name: value for name, value in export_options.items()
+                                   if value is not None})
 
 
 def main(argv: Sequence[str]) -> None:
