@@ -4,12 +4,15 @@ weights by layer name, without building its model)."""
 
 from __future__ import annotations
 
-import io
 import os
+import shutil
+import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import h5py
 import keras
@@ -22,6 +25,8 @@ from ghostnet_keras.weights import WeightsError
 
 KERAS_WEIGHTS_MEMBER = "model.weights.h5"
 """The member of a `.keras` archive that holds the weights (the `.weights.h5` layout)."""
+MAX_WEIGHTS_BYTES = 16 * 2**30
+"""The largest weights member extracted from a `.keras` archive (to a temporary file)."""
 
 
 def load_keras_file(path: str | os.PathLike[str], *, compile: bool = False) -> keras.Model:
@@ -35,25 +40,37 @@ def load_keras_file(path: str | os.PathLike[str], *, compile: bool = False) -> k
     return keras.saving.load_model(path, compile=compile)
 
 
+def _extract_weights(path: Path, output: IO[bytes]) -> None:
+    """Copies a `.keras` archive's weights member to `output` (streamed: bounded memory)."""
+    with zipfile.ZipFile(path) as archive:
+        if KERAS_WEIGHTS_MEMBER not in archive.namelist():
+            raise WeightsError(f"{path} holds no {KERAS_WEIGHTS_MEMBER}: not a Keras 3 .keras "
+                               "file.")
+        if archive.getinfo(KERAS_WEIGHTS_MEMBER).file_size > MAX_WEIGHTS_BYTES:
+            raise WeightsError(f"{path}: {KERAS_WEIGHTS_MEMBER} declares more than "
+                               f"{MAX_WEIGHTS_BYTES} bytes; refusing to extract it.")
+        with archive.open(KERAS_WEIGHTS_MEMBER) as member:
+            shutil.copyfileobj(member, output)
+    output.seek(0)
+
+
 @contextmanager
 def _weights_store(path: Path) -> Iterator[h5py.Group]:
     """The `layers` group of a `.weights.h5` file or of a `.keras` archive's weights."""
     if not path.is_file():
         raise FileNotFoundError(f"No such Keras weights file: {path}")
     try:
-        if path.name.lower().endswith(".keras"):
-            with zipfile.ZipFile(path) as archive:
-                if KERAS_WEIGHTS_MEMBER not in archive.namelist():
-                    raise WeightsError(f"{path} holds no {KERAS_WEIGHTS_MEMBER}: not a Keras 3 "
-                                       ".keras file.")
-                source = io.BytesIO(archive.read(KERAS_WEIGHTS_MEMBER))
-        else:
-            source = path
-        with h5py.File(source, "r") as handle:
-            if not isinstance(handle.get("layers"), h5py.Group):
-                raise WeightsError(f"{path} has no 'layers' group: not a Keras 3 weights file.")
-            yield handle["layers"]
-    except (OSError, zipfile.BadZipFile) as error:
+        with tempfile.TemporaryFile() as extracted:
+            source: Path | IO[bytes] = path
+            if path.name.lower().endswith(".keras"):
+                _extract_weights(path, extracted)
+                source = extracted
+            with h5py.File(source, "r") as handle:
+                if not isinstance(handle.get("layers"), h5py.Group):
+                    raise WeightsError(f"{path} has no 'layers' group: not a Keras 3 weights "
+                                       "file.")
+                yield handle["layers"]
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise WeightsError(f"cannot read {path}: truncated or not a Keras file ({error}).") \
             from error
 

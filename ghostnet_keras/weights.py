@@ -144,7 +144,7 @@ def _refusal(
         if len(problems) > SHOWN_PER_PROBLEM:
             lines.append(f"... and {len(problems) - SHOWN_PER_PROBLEM} more {kind}")
     return WeightsError(
-        f"{source} does not fit model {model.name!r}: {len(missing)} missing, {len(unused)} "
+        f"{source} does not match model {model.name!r}: {len(missing)} missing, {len(unused)} "
         f"unused, {len(misshaped)} mis-shaped (nothing was loaded; the model keeps its "
         "weights):\n  " + "\n  ".join(lines) + (f"\n{hint}" if hint else "")
     )
