@@ -142,6 +142,7 @@ def test_errors_name_a_few_tensors_with_shapes_and_count_the_rest(files, targets
     assert "more unused" in error
 
 
+@pytest.mark.slow
 def test_every_format_loads_exactly_with_and_without_top(sources: dict, files: dict) -> None:
     source = sources["v1"]
     expected = {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
@@ -169,6 +170,7 @@ def test_a_backbone_ignores_only_the_head(files: dict, fmt: str) -> None:
         assert f"'{head}" not in str(error.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["v3.keras", "v3.weights.h5"])
 def test_training_form_keras_file_fuses_into_the_deploy_form(
     sources: dict, files: dict, fmt: str
