@@ -21,7 +21,11 @@ import numpy as np
 # Registered as serializable when imported: the custom layers a saved model may hold.
 from ghostnet_keras.channel_slice import ChannelSlice  # noqa: F401  (`ghostify`)
 from ghostnet_keras.nearest_resize import NearestResize  # noqa: F401  (GhostNetV2/V3)
-from ghostnet_keras.weights import WeightsError
+
+
+class KerasFileError(ValueError):
+    """A Keras file is unreadable or not a Keras 3 weights file (`WeightsError` to loaders)."""
+
 
 KERAS_WEIGHTS_MEMBER = "model.weights.h5"
 """The member of a `.keras` archive that holds the weights (the `.weights.h5` layout)."""
@@ -44,10 +48,10 @@ def _extract_weights(path: Path, output: IO[bytes]) -> None:
     """Copies a `.keras` archive's weights member to `output` (streamed: bounded memory)."""
     with zipfile.ZipFile(path) as archive:
         if KERAS_WEIGHTS_MEMBER not in archive.namelist():
-            raise WeightsError(f"{path} holds no {KERAS_WEIGHTS_MEMBER}: not a Keras 3 .keras "
+            raise KerasFileError(f"{path} holds no {KERAS_WEIGHTS_MEMBER}: not a Keras 3 .keras "
                                "file.")
         if archive.getinfo(KERAS_WEIGHTS_MEMBER).file_size > MAX_WEIGHTS_BYTES:
-            raise WeightsError(f"{path}: {KERAS_WEIGHTS_MEMBER} declares more than "
+            raise KerasFileError(f"{path}: {KERAS_WEIGHTS_MEMBER} declares more than "
                                f"{MAX_WEIGHTS_BYTES} bytes; refusing to extract it.")
         with archive.open(KERAS_WEIGHTS_MEMBER) as member:
             shutil.copyfileobj(member, output)
@@ -67,11 +71,11 @@ def _weights_store(path: Path) -> Iterator[h5py.Group]:
                 source = extracted
             with h5py.File(source, "r") as handle:
                 if not isinstance(handle.get("layers"), h5py.Group):
-                    raise WeightsError(f"{path} has no 'layers' group: not a Keras 3 weights "
+                    raise KerasFileError(f"{path} has no 'layers' group: not a Keras 3 weights "
                                        "file.")
                 yield handle["layers"]
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        raise WeightsError(f"cannot read {path}: truncated or not a Keras file ({error}).") \
+        raise KerasFileError(f"cannot read {path}: truncated or not a Keras file ({error}).") \
             from error
 
 
@@ -91,14 +95,14 @@ def _layer_groups(layers: h5py.Group, path: Path) -> dict[str, h5py.Group]:
     for store, group in found:
         name = group.attrs.get("name")
         if name is None:
-            raise WeightsError(
+            raise KerasFileError(
                 f"{path} records no layer names (written by an older Keras 3): its weights "
                 f"can only be matched by position. Re-save it with this Keras "
                 "(model.load_weights into the same architecture, then model.save_weights)."
             )
         name = name.decode() if isinstance(name, bytes) else str(name)
         if name in groups:
-            raise WeightsError(f"{path} holds two layers named {name!r} (layers/{store}).")
+            raise KerasFileError(f"{path} holds two layers named {name!r} (layers/{store}).")
         groups[name] = group
     return groups
 
@@ -118,14 +122,14 @@ def read_keras_weights(path: str | os.PathLike[str]) -> dict[str, list[np.ndarra
 
     Raises:
         FileNotFoundError: `path` is not a file.
-        WeightsError: the file is unreadable, not a Keras 3 weights file, or records no names.
+        KerasFileError: the file is unreadable, not a Keras 3 weights file, or records no names.
     """
     path = Path(path)
     with _weights_store(path) as layers:
         weights = {}
         for name, group in _layer_groups(layers, path).items():
             if sorted(group) != sorted(str(index) for index in range(len(group))):
-                raise WeightsError(f"{path}: layer {name!r} has variables {sorted(group)}, not "
+                raise KerasFileError(f"{path}: layer {name!r} has variables {sorted(group)}, not "
                                    "0, 1, ...: not a Keras 3 weights file.")
             weights[name] = [np.asarray(group[str(index)]) for index in range(len(group))]
         return weights

@@ -256,8 +256,18 @@ def is_training_form(weights: str | os.PathLike) -> bool:
         from ghostnet_keras.keras_files import keras_weight_layer_names
 
         return any(_TRAINING_FORM_LAYER.fullmatch(layer)
-                   for layer in keras_weight_layer_names(path))
+                   for layer in _read_keras_file(keras_weight_layer_names, path))
     return False
+
+
+def _read_keras_file(reader: Callable[[str], Any], path: str) -> Any:
+    """`reader(path)` (`ghostnet_keras.keras_files`), its errors as `WeightsError`."""
+    from ghostnet_keras.keras_files import KerasFileError
+
+    try:
+        return reader(path)
+    except KerasFileError as error:
+        raise WeightsError(str(error)) from error
 
 
 def _reference_tensors(layer: keras.layers.Layer, path: str) -> list[tuple[str, tuple, Any]]:
@@ -387,7 +397,7 @@ def load_keras_weights(model: keras.Model, path: str | os.PathLike) -> None:
         raise ValueError(f"Unsupported weights file {path!r}: expected {KERAS_SUFFIXES}.")
     from ghostnet_keras.keras_files import read_keras_weights
 
-    assign_layer_weights(model, read_keras_weights(path), path)
+    assign_layer_weights(model, _read_keras_file(read_keras_weights, path), path)
 
 
 def load_ghostnet_weights(
