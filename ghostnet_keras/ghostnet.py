@@ -125,7 +125,9 @@ Args:{width_arg}
         weights, width 1.0 only; downloaded once from the Hugging Face hub with
         `keras.utils.get_file` and converted and cached in the Keras cache directory), or the
         path to a weights file: `.weights.h5` or `.keras` (Keras), `.safetensors` or `.pth`
-        (the reference PyTorch layout; PyTorch is not needed to read them). Defaults to `None`.
+        (the reference PyTorch layout; PyTorch is not needed to read them). Loading is
+        all-or-nothing: a file that does not fit raises `WeightsError` naming the missing,
+        unused or mis-shaped tensors (docs/loading.md). Defaults to `None`.
     input_tensor: optional Keras tensor (i.e. output of `keras.Input()`) to use as image input
         for the model.
     input_shape: optional shape tuple `(height, width, channels)` (`(channels, height, width)`

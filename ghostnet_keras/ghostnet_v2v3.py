@@ -42,8 +42,8 @@ Args:{width_arg}
         {imagenet_widths}; downloaded once from the Hugging Face hub with
         `keras.utils.get_file`, converted and cached in the Keras cache directory), or the path
         to a weights file: `.weights.h5` or `.keras` (Keras), `.safetensors` or `.pth` (timm's
-        or the official repository's layout; PyTorch is not needed to read them). Defaults to
-        `None`.
+        or the official repository's layout; PyTorch is not needed to read them). Loading is
+        all-or-nothing (docs/loading.md). Defaults to `None`.
     input_tensor: optional Keras tensor (i.e. output of `keras.Input()`) to use as image input.
     input_shape: optional shape tuple `(height, width, 3)`; height and width may be `None`.
         Defaults to `(224, 224, 3)`.

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from ghostnet_keras.blocks_v2v3 import V3_BRANCHES, depthwise_v3, v3_cheap, v3_primary
+from ghostnet_keras.weights import assign_layer_weights
 
 # The add layer that closes each group of branches, and the layers of its branches.
 _GROUP = re.compile(r"(?P<prefix>\w+?)_(?P<kind>primary|cheap|dw)_add")
@@ -154,18 +155,16 @@ def reparameterize(model: keras.Model, into: keras.Model | None = None) -> keras
     Args:
         model: a GhostNetV3 in training form (any width, head or input size).
         into: optional GhostNetV3 deploy-form model of the same configuration to assign the
-            weights to, instead of building a new one.
+            weights to, instead of building a new one. Strict and all-or-nothing: a model
+            without top ignores the head; any other difference raises `WeightsError` and
+            `into` keeps its weights.
 
     Returns:
         The deploy-form model (`into` when given).
     """
-    fused = fused_weights(model)
+    weights = {layer.name: layer.get_weights() for layer in model.layers
+               if layer.weights and not _BRANCH.fullmatch(layer.name)}
+    weights.update(fused_weights(model))
     deploy = into if into is not None else _deploy_graph(model)
-    for layer in deploy.layers:
-        if not layer.weights:
-            continue
-        if layer.name in fused:
-            layer.set_weights(fused[layer.name])
-        else:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
+    assign_layer_weights(deploy, weights, f"the fused weights of {model.name!r}")
     return deploy

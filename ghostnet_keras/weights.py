@@ -5,8 +5,10 @@ The reference layout is the `state_dict` of the official PyTorch GhostNet and of
 GhostNetV2/V3 add timm's `ghostnetv2_*`/`ghostnetv3_*` keys (`ghost1.short_conv.{0-5}`,
 `ghost1.primary_rpr_conv.{i}.conv`, ...); the official V2/V3 repositories' keys are renamed as
 timm's `checkpoint_filter_fn` does.
-Loading is strict and all-or-nothing: every tensor is converted and checked before any is
-assigned, and a missing, unexpected or mis-shaped tensor raises an error that names it.
+Loading is strict and all-or-nothing, whatever the source (docs/loading.md): every tensor of
+the file is used and every weight of the model is filled, all checked before any is assigned;
+otherwise `WeightsError` names the first missing, unused and mis-shaped tensors and the model
+keeps its weights.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,21 @@ _TOP_LEVEL = {
 }
 _BLOCK_NAME = re.compile(r"block(\d+)([a-z])_(\w+)")
 _BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
+# GhostNetV3's training form: the first primary branch of a Ghost module (Keras, reference).
+_TRAINING_FORM_LAYER = re.compile(r"\w+_primary\d+_conv")
+_TRAINING_FORM_KEY = "_rpr_"
+
+HEAD_LAYERS = ("head_conv", "predictions")
+"""The classification head's weighted layers. A model built with `include_top=False` has no
+`predictions` layer and ignores these in a file (the one rule that leaves tensors unused)."""
+HEAD_TENSORS = ("conv_head.", "classifier.")
+"""The same head in the reference layout (key prefixes)."""
+IGNORED_REFERENCE_TENSORS = ("num_batches_tracked",)
+"""Reference buffers that are not weights (BatchNorm's step counter): always ignored."""
+FLOPS_COUNTER_TENSORS = ("total_ops", "total_params")
+"""Entries a FLOPs counter (thop) adds to the official V2/V3 checkpoints: not weights, dropped."""
+SHOWN_PER_PROBLEM = 5
+"""How many missing, unused and mis-shaped tensors an error names (then counts the rest)."""
 
 
 # The published ImageNet weights (timm `ghostnet_100.in1k`, ported from the official
@@ -109,6 +126,75 @@ def imagenet_weights_url(variant: str) -> str:
 
 class WeightsError(ValueError):
     """A checkpoint does not fit the model: missing, unexpected or mis-shaped tensors."""
+
+
+def _shapes(values: Any) -> str:
+    return ", ".join(str(tuple(value.shape)) for value in values) or "none"
+
+
+def _refusal(
+    source: str, model: Any, missing: list[str], unused: list[str], misshaped: list[str],
+    hint: str = "",
+) -> WeightsError:
+    """The error of a load that does not fit: the first few problems of each kind, counted."""
+    lines = []  # missing and unused sorted by name, mis-shaped in the model's order
+    missing, unused = sorted(missing), sorted(unused)
+    for kind, problems in (("missing", missing), ("unused", unused), ("mis-shaped", misshaped)):
+        lines += problems[:SHOWN_PER_PROBLEM]
+        if len(problems) > SHOWN_PER_PROBLEM:
+            lines.append(f"... and {len(problems) - SHOWN_PER_PROBLEM} more {kind}")
+    return WeightsError(
+        f"{source} does not match model {model.name!r}: {len(missing)} missing, {len(unused)} "
+        f"unused, {len(misshaped)} mis-shaped (nothing was loaded; the model keeps its "
+        "weights):\n  " + "\n  ".join(lines) + (f"\n{hint}" if hint else "")
+    )
+
+
+def _head_is_ignored(layer_names: set[str]) -> bool:
+    """The head rule: a model without a `predictions` layer (include_top=False) ignores it."""
+    return "predictions" not in layer_names
+
+
+def assign_layer_weights(
+    model: Any, source: Mapping[str, Sequence[np.ndarray]], source_name: str
+) -> None:
+    """Sets every weighted layer of `model` from the layer of the same name in `source`.
+
+    Strict and all-or-nothing: every layer of `source` is used (but the head, `HEAD_LAYERS`,
+    when `model` has none) and every weighted layer of `model` is filled with arrays of its
+    shapes; everything is checked before anything is assigned. Works with Keras 3 and tf_keras
+    models.
+
+    Args:
+        model: the model to fill.
+        source: layer name -> its weights, in the order of `layer.weights`.
+        source_name: how to name the source in error messages.
+
+    Raises:
+        WeightsError: naming the first missing, unused and mis-shaped layers, with shapes.
+    """
+    targets = {layer.name: layer for layer in model.layers if layer.weights}
+    ignored = set(HEAD_LAYERS) if _head_is_ignored({layer.name for layer in model.layers}) else ()
+    missing, misshaped, assignments = [], [], []
+    for name, layer in targets.items():
+        if name not in source:
+            missing.append(f"missing layer {name!r} (weights {_shapes(layer.weights)})")
+            continue
+        values = [np.asarray(value) for value in source[name]]
+        if [v.shape for v in values] != [tuple(w.shape) for w in layer.weights]:
+            misshaped.append(f"layer {name!r} has weights {_shapes(values)} in the source, but "
+                             f"the model needs {_shapes(layer.weights)}")
+            continue
+        assignments.append((layer, values))
+    unused = [
+        f"unexpected layer {name!r} (weights {_shapes(values)}) is not used by the model"
+        for name, values in source.items()
+        if name not in targets and name not in ignored and len(values)
+    ]
+    if missing or unused or misshaped:
+        raise _refusal(source_name, model, missing, unused, misshaped)
+    for layer, values in assignments:
+        layer.set_weights(values)
 
 
 def reference_module_path(layer_name: str) -> str | None:
@@ -143,7 +229,7 @@ def timm_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """
     renamed = {}
     for key, value in state_dict.items():
-        if "total" in key:
+        if key.endswith(FLOPS_COUNTER_TENSORS):
             continue
         if "bn." in key and (".ghost" in key or ".dw_rpr_" in key):
             key = key.replace("bn.", "bn1.")
@@ -152,10 +238,11 @@ def timm_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def is_training_form(weights: str | os.PathLike) -> bool:
-    """Whether `weights` holds GhostNetV3 training-form tensors (`*_rpr_*` branches).
+    """Whether `weights` holds a GhostNetV3 in training form (parallel conv-BN branches).
 
-    `"imagenet"` is the published (training-form) weights; Keras files are looked up by their
-    layer names, reference files by their keys.
+    `"imagenet"` is the published (training-form) weights; reference files are looked up by
+    their keys (`*_rpr_*`), Keras files (`.keras`, `.weights.h5`) by their layer names
+    (`*_primary0_conv`...).
     """
     if weights == "imagenet":
         return True
@@ -164,15 +251,23 @@ def is_training_form(weights: str | os.PathLike) -> bool:
     if name.endswith(REFERENCE_SUFFIXES):
         from ghostnet_keras.checkpoints import read_state_dict
 
-        return any("_rpr_" in key for key in read_state_dict(path))
-    if name.endswith(".weights.h5"):
-        import h5py
+        return any(_TRAINING_FORM_KEY in key for key in read_state_dict(path))
+    if name.endswith(KERAS_SUFFIXES):
+        from ghostnet_keras.keras_files import keras_weight_layer_names
 
-        found = []
-        with h5py.File(path, "r") as handle:
-            handle.visit(lambda key: found.append(key) if "_primary0_" in key else None)
-        return bool(found)
+        return any(_TRAINING_FORM_LAYER.fullmatch(layer)
+                   for layer in _read_keras_file(keras_weight_layer_names, path))
     return False
+
+
+def _read_keras_file(reader: Callable[[str], Any], path: str) -> Any:
+    """`reader(path)` (`ghostnet_keras.keras_files`), its errors as `WeightsError`."""
+    from ghostnet_keras.keras_files import KerasFileError
+
+    try:
+        return reader(path)
+    except KerasFileError as error:
+        raise WeightsError(str(error)) from error
 
 
 def _reference_tensors(layer: keras.layers.Layer, path: str) -> list[tuple[str, tuple, Any]]:
@@ -226,9 +321,9 @@ def load_reference_state_dict(
 ) -> None:
     """Loads a reference PyTorch `state_dict` (as NumPy arrays) into a GhostNet, strictly.
 
-    Tensors of the classification head (`conv_head`, `classifier`) are ignored when the model
-    was built with `include_top=False`; `num_batches_tracked` entries are always ignored. Any
-    other difference is an error and nothing is assigned.
+    Tensors of the classification head (`HEAD_TENSORS`) are ignored when the model was built
+    with `include_top=False`; `num_batches_tracked` entries are always ignored. Any other
+    difference is an error and nothing is assigned.
 
     Args:
         model: a GhostNet built by `ghostnet_keras.GhostNet` (any width, with or without top).
@@ -239,74 +334,46 @@ def load_reference_state_dict(
         WeightsError: naming each missing, unexpected or mis-shaped tensor.
     """
     layout = reference_layout(model)
-    has_top = any(name == "predictions" for name in layout)
+    ignorable = HEAD_TENSORS if _head_is_ignored(set(layout)) else ()
     expected = {key for _, entries in layout.values() for key, _, _ in entries}
-    provided = {key for key in state_dict if not key.endswith("num_batches_tracked")}
-    ignorable = () if has_top else ("conv_head.", "classifier.")
-    missing = sorted(expected - provided)
-    unexpected = sorted(k for k in provided - expected if not k.startswith(ignorable))
-    problems = [f"missing tensor {key!r}" for key in missing]
-    problems += [f"unexpected tensor {key!r}" for key in unexpected]
-
-    assignments = []
+    missing, misshaped, assignments = [], [], []
     for layer, entries in layout.values():
         values = []
         for key, ref_shape, to_keras in entries:
             if key not in state_dict:
+                missing.append(f"missing tensor {key!r} {ref_shape}")
                 continue
             tensor = np.asarray(state_dict[key])
             if tuple(tensor.shape) != ref_shape:
-                problems.append(
-                    f"tensor {key!r} has shape {tuple(tensor.shape)}, but layer {layer.name!r} "
-                    f"needs {ref_shape}"
-                )
+                misshaped.append(f"tensor {key!r} has shape {tuple(tensor.shape)}, but layer "
+                                 f"{layer.name!r} needs {ref_shape}")
                 continue
             values.append(np.ascontiguousarray(to_keras(tensor.astype(np.float32))))
         assignments.append((layer, values))
-    if problems:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise WeightsError(
-            f"{source} does not match model {model.name!r} ({len(problems)} problem(s); "
-            f"nothing was loaded):\n  {shown}{more}"
-        )
+    unused = [
+        f"unexpected tensor {key!r} {tuple(np.shape(value))} is not used by the model"
+        for key, value in state_dict.items()
+        if key not in expected and not key.startswith(ignorable)
+        and not key.endswith(IGNORED_REFERENCE_TENSORS)
+    ]
+    if missing or unused or misshaped:
+        raise _refusal(source, model, missing, unused, misshaped)
     for layer, values in assignments:
         layer.set_weights(values)
 
 
 def copy_weights_by_name(source: Any, target: Any) -> None:
-    """Copies every weighted layer of `target` from the layer of the same name in `source`.
+    """Copies the weights of `source` into the layers of the same names in `target`.
 
-    Works between Keras 3 and tf_keras models of the same graph. Strict and all-or-nothing.
+    Works between Keras 3 and tf_keras models of the same graph. Strict and all-or-nothing
+    (`assign_layer_weights`): every weighted layer of `source` is used and every one of
+    `target` is filled.
 
     Raises:
-        WeightsError: when a layer is missing in `source` or a weight shape differs.
+        WeightsError: naming the missing, unused and mis-shaped layers.
     """
-    source_layers = {layer.name: layer for layer in source.layers}
-    problems, assignments = [], []
-    for layer in target.layers:
-        if not layer.weights:
-            continue
-        other = source_layers.get(layer.name)
-        if other is None:
-            problems.append(f"layer {layer.name!r} is missing in {source.name!r}")
-            continue
-        values = other.get_weights()
-        shapes = [tuple(w.shape) for w in layer.weights]
-        if [v.shape for v in values] != shapes:
-            problems.append(
-                f"layer {layer.name!r} has weights of shapes {[v.shape for v in values]} in "
-                f"{source.name!r}, but {shapes} in {target.name!r}"
-            )
-            continue
-        assignments.append((layer, values))
-    if problems:
-        raise WeightsError(
-            f"cannot copy weights from {source.name!r} to {target.name!r} (nothing was "
-            "copied):\n  " + "\n  ".join(problems[:20])
-        )
-    for layer, values in assignments:
-        layer.set_weights(values)
+    weights = {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
+    assign_layer_weights(target, weights, f"model {source.name!r}")
 
 
 ModelBuilder = Callable[..., keras.Model]
@@ -315,52 +382,22 @@ ModelBuilder = Callable[..., keras.Model]
 the model module, which imports them."""
 
 
-def _load_keras_weights_file(model: keras.Model, path: str, build: ModelBuilder | None) -> None:
-    if any(layer.name == "predictions" for layer in model.layers):
-        load_keras_weights(model, path)
-        return
-    import h5py
-
-    with h5py.File(path, "r") as handle:
-        kernels = []
-        handle.visititems(
-            lambda _, obj: kernels.append(obj.shape)
-            if isinstance(obj, h5py.Dataset) and obj.ndim == 2 else None
-        )
-    if len(kernels) != 1 or build is None:
-        raise WeightsError(
-            f"{path} does not hold a GhostNet with a classifier, or the architecture is "
-            "unknown; load it into a model built with include_top=True."
-        )
-    # Weights do not depend on the data format: any one will do.
-    full = build(include_top=True, input_shape=(None, None, 3), classes=kernels[0][1],
-                 include_preprocessing=False, data_format="channels_last")
-    try:
-        full.load_weights(path)
-    except ValueError as error:
-        raise WeightsError(f"{path} does not match model {model.name!r}: {error}") from error
-    copy_weights_by_name(full, model)
-
-
 def load_keras_weights(model: keras.Model, path: str | os.PathLike) -> None:
-    """Loads a Keras `.weights.h5` (same architecture) or `.keras` file (by layer name).
+    """Loads a Keras `.weights.h5` or `.keras` file by layer name, strictly.
+
+    The file's weights are read by layer name without building its model, then assigned with
+    `assign_layer_weights` (all-or-nothing; a model without top ignores the file's head).
 
     Raises:
-        WeightsError: when the file does not fit the model.
+        WeightsError: when the file does not fit the model or cannot be read.
         ValueError: for another file type.
     """
     path = os.fspath(path)
-    if path.endswith(".weights.h5"):
-        try:
-            model.load_weights(path)
-        except ValueError as error:
-            raise WeightsError(f"{path} does not match model {model.name!r}: {error}") from error
-    elif path.endswith(".keras"):
-        from ghostnet_keras.keras_files import load_keras_file
-
-        copy_weights_by_name(load_keras_file(path), model)
-    else:
+    if not Path(path).name.lower().endswith(KERAS_SUFFIXES):
         raise ValueError(f"Unsupported weights file {path!r}: expected {KERAS_SUFFIXES}.")
+    from ghostnet_keras.keras_files import read_keras_weights
+
+    assign_layer_weights(model, _read_keras_file(read_keras_weights, path), path)
 
 
 def load_ghostnet_weights(
@@ -374,8 +411,8 @@ def load_ghostnet_weights(
     """Loads `weights` (`"imagenet"` or a file path) into a GhostNet model.
 
     `version` and `width` name the published weights for `"imagenet"`; `build` (a new model of
-    the same architecture, see `ModelBuilder`) is needed to load a full-model `.weights.h5` into
-    a model without top and to convert the ImageNet download once.
+    the same architecture, see `ModelBuilder`) converts the ImageNet download once.
+    Every source is strict and all-or-nothing (docs/loading.md).
 
     Supported files: `.weights.h5` and `.keras` (Keras), `.safetensors`, `.pth`, `.pt`, `.bin`,
     `.ckpt` (reference PyTorch layout, read without PyTorch).
@@ -388,22 +425,39 @@ def load_ghostnet_weights(
         variant = imagenet_variant(version, 1.0 if width is None else width)
         if variant is None or build is None:
             raise ValueError(f"No ImageNet weights for GhostNet {version} width {width}.")
-        weights = imagenet_weights_path(variant, build)
+        cached = imagenet_weights_path(variant, build)
+        try:
+            load_keras_weights(model, cached)
+        except WeightsError as error:
+            raise WeightsError(f"{error}\nThe cached ImageNet weights {cached} are damaged or "
+                               "not this model's: delete that file to convert the download "
+                               "again.") from error
+        return
     path = os.fspath(weights)
     name = Path(path).name.lower()
-    if name.endswith(REFERENCE_SUFFIXES):
-        from ghostnet_keras.checkpoints import read_state_dict
+    try:
+        if name.endswith(REFERENCE_SUFFIXES):
+            from ghostnet_keras.checkpoints import read_state_dict
 
-        load_reference_state_dict(model, timm_state_dict(read_state_dict(path)), source=path)
-    elif name.endswith(".weights.h5"):
-        _load_keras_weights_file(model, path, build)
-    elif name.endswith(".keras"):
-        load_keras_weights(model, path)
-    else:
-        raise ValueError(
-            f"Unsupported weights file {path!r}: expected one of "
-            f"{KERAS_SUFFIXES + REFERENCE_SUFFIXES}."
-        )
+            load_reference_state_dict(model, timm_state_dict(read_state_dict(path)), source=path)
+        elif name.endswith(KERAS_SUFFIXES):
+            load_keras_weights(model, path)
+        else:
+            raise ValueError(
+                f"Unsupported weights file {path!r}: expected one of "
+                f"{KERAS_SUFFIXES + REFERENCE_SUFFIXES}."
+            )
+    except WeightsError as error:
+        if has_training_form(model) and not is_training_form(path):
+            raise WeightsError(f"{error}\n{path} has no parallel branches: if it holds a "
+                               "GhostNetV3 in deploy form, load it with reparameterized=True."
+                               ) from error
+        raise
+
+
+def has_training_form(model: Any) -> bool:
+    """Whether `model` is a GhostNetV3 in training form (layers of parallel branches)."""
+    return any(_TRAINING_FORM_LAYER.fullmatch(layer.name) for layer in model.layers)
 
 
 def write_weights_atomically(model: keras.Model, output: str | os.PathLike) -> Path:
