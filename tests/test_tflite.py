@@ -11,14 +11,15 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-pytest.importorskip("ai_edge_litert", reason="needs the `tflite` extra (ai-edge-litert)")
+from tests.conftest import require_module
+
+require_module("ai_edge_litert", "needs the `tflite` extra (ai-edge-litert)")
 
 from ghostnet_keras.synthetic_images import synthetic_images
 from ghostnet_keras.tflite import (
@@ -482,11 +483,10 @@ def _tool_path(tmp_path: Path, fake_adb: str | None = None) -> str:
     return str(bin_dir)
 
 
-def _run_script(tmp_path: Path, path: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+def _run_script(tmp_path: Path, path: str, **env: str) -> subprocess.CompletedProcess:
     (tmp_path / "m.tflite").write_bytes(b"model")
     (tmp_path / "benchmark_model").write_bytes(b"binary")
-    start = time.monotonic()
-    result = subprocess.run(
+    return subprocess.run(
         ["/bin/bash", str(ANDROID_SCRIPT), "m.tflite", "benchmark_model"],
         capture_output=True,
         text=True,
@@ -494,19 +494,19 @@ def _run_script(tmp_path: Path, path: str, **env: str) -> tuple[subprocess.Compl
         timeout=60,
         env={"PATH": path, "OUT_DIR": str(tmp_path / "logs"), **env},
     )
-    return result, time.monotonic() - start
 
 
 @pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils timeout")
-def test_android_script_fails_fast_without_adb_or_device(tmp_path: Path) -> None:
-    result, seconds = _run_script(tmp_path, _tool_path(tmp_path))
-    assert result.returncode == 3 and "adb not found" in result.stderr and seconds < 10
+def test_android_script_fails_clearly_without_adb_or_device(tmp_path: Path) -> None:
+    result = _run_script(tmp_path, _tool_path(tmp_path))
+    assert result.returncode == 3 and "adb not found" in result.stderr
     no_device = 'echo "error: no devices/emulators found" >&2; exit 1\n'
-    result, seconds = _run_script(tmp_path, _tool_path(tmp_path, no_device))
+    result = _run_script(tmp_path, _tool_path(tmp_path, no_device))
     assert result.returncode == 4 and "no usable Android device" in result.stderr
+    # an adb that hangs is ended by the script's own timeout (ADB_TIMEOUT_S), which says so
     hanging = f"exec {shutil.which('sleep')} 100\n"
-    result, seconds = _run_script(tmp_path, _tool_path(tmp_path, hanging), ADB_TIMEOUT_S="1")
-    assert result.returncode == 4 and "timed out" in result.stderr and seconds < 15
+    result = _run_script(tmp_path, _tool_path(tmp_path, hanging), ADB_TIMEOUT_S="1")
+    assert result.returncode == 4 and "timed out" in result.stderr
 
 
 @pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils timeout")
@@ -524,7 +524,7 @@ def test_android_script_runs_cpu_and_gpu_with_a_fake_device(tmp_path: Path) -> N
   esac ;;
 esac
 """
-    result, _ = _run_script(tmp_path, _tool_path(tmp_path, fake))
+    result = _run_script(tmp_path, _tool_path(tmp_path, fake))
     assert result.returncode == 0, result.stderr
     assert "cpu_1thread: Inference timings in us" in result.stdout
     assert "gpu: Inference timings in us" in result.stdout

@@ -193,10 +193,9 @@ def test_resume_after_sigkill(quickstart_dir: str, tmp_path: Path) -> None:
     command = _train_command(model_dir, quickstart_dir, f"--params_override={override}")
     process = subprocess.Popen(command, cwd=REPO_DIR, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
+    # the run is finite: either a checkpoint appears or the process ends (a failure)
     while not (model_dir / "checkpoints" / "checkpoint").exists():
         assert process.poll() is None, "the run ended before its first checkpoint"
-        assert time.monotonic() < deadline
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
