@@ -170,15 +170,6 @@ def _op_counts(tflite_bytes: bytes) -> collections.Counter:
     return collections.Counter(op.name for op in inventory.read_model(tflite_bytes).ops)
 
 
-@pytest.fixture(scope="module")
-def quickstart_dir(tmp_path_factory) -> str:
-    from ghostnet_keras.training import datasets
-
-    path = str(tmp_path_factory.mktemp("tfds"))
-    datasets.dataset_info("quickstart", data_dir=path)
-    return path
-
-
 @pytest.mark.slow
 def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp_path) -> None:
     import tensorflow as tf

@@ -144,6 +144,43 @@ def test_fp32_tflite_matches_keras(ghostnet_small: keras.Model, ghostnet_fp32: b
 
 
 @pytest.mark.slow
+def test_fp16_tflite_is_within_1e_2_of_the_largest_keras_logit(
+    ghostnet_small: keras.Model, ghostnet_fp16: bytes
+) -> None:
+    images = np.stack(list(synthetic_images(8, SIZE, seed=1)()))
+    expected = ghostnet_small.predict(images, verbose=0)
+    largest = np.abs(expected).max()
+    assert expected.std() > 0.05, "logits too small for a meaningful comparison"
+    # fp16 weights (rounding 2^-11 relative) move these logits by a few 1e-3 of the largest
+    np.testing.assert_allclose(_run_tflite(ghostnet_fp16, images), expected, rtol=0,
+                               atol=1e-2 * largest)
+
+
+@pytest.mark.slow
+def test_int8_tflite_agrees_with_keras_on_the_held_out_digits(
+    quickstart_run, quickstart_dir: str
+) -> None:
+    """Post-training int8 (uint8 in and out, as the main job ships it) of the quickstart model
+    trained for 3 epochs, calibrated on 200 training digits, through LiteRT: the same top-1 as
+    Keras on >= 98% of the 500 held-out digits."""
+    from ghostnet_keras.keras_files import load_keras_file
+    from ghostnet_keras.training.pipeline import digit_images, tflite_predict
+
+    run, _ = quickstart_run
+    model = load_keras_file(run / "model.keras")
+    size = model.input_shape[1]
+    calibration_images, _ = digit_images("train", size, quickstart_dir, 200)
+    images, labels = digit_images("test", size, quickstart_dir)
+    assert len(images) == 500
+    int8 = conversion.convert(model, "int8", lambda: iter(calibration_images), "uint8")
+    expected = model.predict(images, verbose=0).argmax(axis=1)
+    predicted = tflite_predict(int8, images).argmax(axis=1)
+    agreement = float((predicted == expected).mean())
+    assert (expected == labels).mean() >= 0.85  # a trained model: chance is 10%
+    assert agreement >= 0.98, agreement
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fp32", "fp16"])
 def test_float_ghostnet_lowers_to_static_builtin_ops(
     mode: str, ghostnet_fp32: bytes, ghostnet_fp16: bytes

@@ -142,18 +142,7 @@ class Pipeline:
         return reparameterize(model) if deploy and has_branches(model) else model
 
     def _images(self, split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        from ghostnet_keras.training import data
-
-        batches = data.build_dataset(
-            "quickstart", split, image_size=self.config.image_size, batch_size=100,
-            training=False, data_dir=self.source.data_dir,
-        )
-        images, labels = [], []
-        for x, y in batches:
-            images.append(x.numpy())
-            labels.append(y.numpy())
-        images, labels = np.concatenate(images), np.concatenate(labels)
-        return (images[:count], labels[:count]) if count else (images, labels)
+        return digit_images(split, self.config.image_size, self.source.data_dir, count)
 
     def tflite(self, folder: Path, inputs: Mapping[str, Outputs]) -> dict[str, Path]:
         import ghostnet_keras
@@ -216,7 +205,7 @@ class Pipeline:
         except mediapipe_runner.MediaPipeUnavailableError as error:
             mediapipe["unavailable"] = str(error)
         for fmt, path in inputs["tflite"].items():
-            results[f"tflite_{fmt}"] = _accuracy(_tflite_predict(path, images), labels)
+            results[f"tflite_{fmt}"] = _accuracy(tflite_predict(path, images), labels)
             if "unavailable" not in mediapipe:
                 # MediaPipe takes uint8 RGB images; the digits are integral 0-255 values.
                 found = mediapipe_runner.classify(path, images.round().astype(np.uint8), top_k=1)
@@ -340,14 +329,34 @@ def _gpu_cell(check: dict[str, Any] | None) -> str:
     return f"yes, {check['precision']}, {check['relative_diff']:.1e}"
 
 
+def digit_images(split: str, image_size: int, data_dir: str | None,
+                 count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The quickstart digits of `split` (`test`: the 500 held-out ones) as the models take them:
+    RGB 0-255 float32 at `image_size`, with their labels; the first `count` only if given."""
+    from ghostnet_keras.training import data
+
+    batches = data.build_dataset("quickstart", split, image_size=image_size, batch_size=100,
+                                 training=False, data_dir=data_dir)
+    images, labels = [], []
+    for x, y in batches:
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    return (images[:count], labels[:count]) if count else (images, labels)
+
+
 def _accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((np.argmax(scores, axis=1) == labels).mean())
 
 
-def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
+def tflite_predict(model: Path | bytes, images: np.ndarray) -> np.ndarray:
+    """A .tflite file's (or its bytes') float outputs through LiteRT, one image at a time;
+    quantized inputs and outputs are converted with the model's own scales."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
+    interpreter = (Interpreter(model_content=model, num_threads=os.cpu_count())
+                   if isinstance(model, bytes)
+                   else Interpreter(model_path=str(model), num_threads=os.cpu_count()))
     interpreter.allocate_tensors()
     source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     outputs = []
