@@ -22,6 +22,7 @@ SCRIPTS = (
     "ghostnet-profile", "ghostnet-convert", "ghostnet-report", "ghostnet-train",
     "ghostnet-evaluate", "ghostnet-export-serving", "ghostnet-export-onnx",
     "ghostnet-tflite-convert", "ghostnet-tflite-benchmark", "ghostnet-tflite-inventory",
+    "ghostnet-main",
 )
 # What each script needs to get past flag parsing (its required flags).
 REQUIRED = {

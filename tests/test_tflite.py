@@ -407,10 +407,11 @@ def test_convert_cli_writes_three_files(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     files = sorted(p.name for p in output.parent.iterdir())
-    assert files == ["labels.txt", "tiny_fp32.json", "tiny_fp32.tflite"]  # no temporaries left
+    # No temporaries left.
+    assert files == ["tiny_fp32.json", "tiny_fp32.labels.txt", "tiny_fp32.tflite"]
     data = output.read_bytes()
     written = json.loads(output.with_suffix(".json").read_text())
-    assert written["file"] == output.name and written["labels"] == "labels.txt"
+    assert written["file"] == output.name and written["labels"] == "tiny_fp32.labels.txt"
     assert written["bytes"] == len(data) and written["mode"] == "fp32"
     import hashlib
 
@@ -422,7 +423,7 @@ def test_convert_cli_writes_three_files(tmp_path: Path) -> None:
     # The converter checked the model on the GPU accelerator (the software GPU in CI).
     assert written["gpu"]["checked"] and written["gpu"]["fully_delegated"]
     assert written["gpu"]["precision"] == "fp32" and written["gpu"]["relative_diff"] < 1e-4
-    assert (output.parent / "labels.txt").read_text().splitlines() == [
+    assert (output.parent / "tiny_fp32.labels.txt").read_text().splitlines() == [
         f"class_{i}" for i in range(4)
     ]
     bad = subprocess.run(

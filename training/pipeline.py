@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
+from ghostnet_keras import cli
 from ghostnet_keras.training.onednn import prefer_onednn
 from ghostnet_keras.training.stages import Outputs, Stage, StageRunner
 
@@ -408,8 +409,7 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    del argv  # cli.run refuses stray arguments
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     Pipeline(FLAGS.output_dir, FLAGS.data_dir, FLAGS.params_override,
@@ -419,8 +419,7 @@ def main(argv: Sequence[str]) -> None:
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-main`)."""
     prefer_onednn()
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":
