@@ -8,6 +8,7 @@ images. Small models (width 0.1-0.25, 32-56 px), a few images.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -146,7 +147,7 @@ def test_arm64_ghostnetv2_v3_int8_non_square(runtime, tmp_path, version, shape, 
     else:
         model = GhostNetV3(width=0.1, classes=10, classifier_activation=None, input_shape=shape,
                            weights=TEST_DATA_DIR / "ghostnetv3_010.pth", reparameterized=True)
-    data = conversion.convert_modes(model, ("int8",), synthetic_images(16, shape[:2]),
+    data = conversion.convert_modes(model, ("int8",), synthetic_images(8, shape[:2]),
                                     io="uint8")["int8"]
     ops = inventory.op_inventory(data)
     if version == "v2":
@@ -194,3 +195,31 @@ def test_arm64_bad_input_gets_a_clear_error(runtime, exported, images, tmp_path)
     not_a_model.write_bytes(b"this is not a flatbuffer")
     with pytest.raises(arm64.Arm64RunError, match=r"failed on .*not_a_model\.tflite"):
         arm64.run(not_a_model, images, "cortex-a53")
+
+
+def test_arm64_columns_in_the_main_job_summary(tmp_path: Path) -> None:
+    """The summary's arm64 LiteRT cell: top-1 (range over CPUs), worst difference and steps."""
+    from ghostnet_keras.training.pipeline import Pipeline
+
+    def write(name: str, content: object) -> None:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
+
+    write("evaluate/accuracy.json", {"tflite_fp32": 0.988, "tflite_int8": 0.984})
+    write("benchmark/latency_1_thread.json", {})
+    row = {"max_steps": None, "max_abs_diff": 5e-7, "top1": 0.988}
+    write("evaluate/arm64.json", {"cpus": ["cortex-a53", "cortex-a76"], "rows": [
+        {**row, "format": "fp32", "cpu": "cortex-a53", "mediapipe_top1": 0.988},
+        {**row, "format": "fp32", "cpu": "cortex-a76"},
+        {"format": "int8", "cpu": "cortex-a53", "max_steps": 1, "max_abs_diff": 0.0039,
+         "top1": 0.984, "mediapipe_top1": 0.984},
+        {"format": "int8", "cpu": "cortex-a76", "max_steps": 0, "max_abs_diff": 0.0,
+         "top1": 0.986},
+    ]})
+    Pipeline(tmp_path, data_dir=None).summary()
+    table = (tmp_path / "summary.md").read_text()
+    assert "| arm64 LiteRT (top-1, max diff to x86) | MediaPipe arm64 top-1 |" in table
+    assert "| 98.80%, max diff 5.0e-07 | 98.80% |" in table
+    assert "| 98.40%-98.60%, max diff 3.9e-03 (1 step) | 98.40% |" in table
+    assert "emulated cortex-a53, cortex-a76" in table and "emulated time is not speed" in table

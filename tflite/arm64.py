@@ -304,3 +304,29 @@ def evaluate_formats(paths: dict[str, Path], images: np.ndarray, labels: np.ndar
                 row["error"] = str(error)
             rows.append(row)
     return rows
+
+
+def summary_cells(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """format -> (arm64 LiteRT cell, MediaPipe-on-arm64 cell) for a summary table.
+
+    LiteRT: top-1 (the range over the CPUs if they differ) and the largest difference to x86
+    over the CPUs, in output units and, for a quantized output, in steps.
+    """
+    cells: dict[str, tuple[str, str]] = {}
+    for fmt in dict.fromkeys(row["format"] for row in rows):
+        done = [r for r in rows if r["format"] == fmt and "error" not in r]
+        errors = [f"{r['cpu']}: {r['error'].splitlines()[0]}" for r in rows
+                  if r["format"] == fmt and "error" in r]
+        if not done:
+            cells[fmt] = (f"failed ({'; '.join(errors)})", "-")
+            continue
+        low, high = min(r["top1"] for r in done), max(r["top1"] for r in done)
+        top1 = f"{low:.2%}" if low == high else f"{low:.2%}-{high:.2%}"
+        diff = max(r["max_abs_diff"] for r in done)
+        steps = [r["max_steps"] for r in done if r["max_steps"] is not None]
+        litert = f"{top1}, max diff {diff:.1e}" + (f" ({max(steps)} step)" if steps else "")
+        if errors:
+            litert += f"; failed on {', '.join(e.split(':')[0] for e in errors)}"
+        mediapipe = [r["mediapipe_top1"] for r in done if "mediapipe_top1" in r]
+        cells[fmt] = (litert, f"{mediapipe[0]:.2%}" if mediapipe else "-")
+    return cells
