@@ -18,12 +18,12 @@ import pytest
 
 pytest.importorskip("ai_edge_litert", reason="needs the `tflite` extra (ai-edge-litert)")
 
-from ghostnet_keras import GhostNet, GhostNetV2, GhostNetV3
+from ghostnet_keras import GhostNetV2, GhostNetV3
 from ghostnet_keras.synthetic_images import synthetic_images
 from ghostnet_keras.tflite import arm64, conversion, inventory, metadata
 
 from .conftest import TEST_DATA_DIR
-from .test_mediapipe import LABELS, _randomize, _spread_head
+from .test_mediapipe import LABELS, spread_ghostnet
 
 SIZE = 32
 IMAGES = 8
@@ -51,11 +51,7 @@ def images() -> np.ndarray:
 @pytest.fixture(scope="module")
 def ghostnet() -> keras.Model:
     """GhostNet 0.25 at 32 x 32 with random BN and a head that spreads the images' scores."""
-    keras.utils.set_random_seed(0)
-    model = GhostNet(width=0.25, input_shape=(SIZE, SIZE, 3), classes=len(LABELS),
-                     classifier_activation=None, dropout_rate=0.0)
-    statistics = np.stack(list(synthetic_images(16, SIZE, seed=3)()))
-    return _spread_head(_randomize(model, statistics), statistics)
+    return spread_ghostnet(0.25, SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -124,15 +124,20 @@ def client() -> Path:
         pytest.fail(f"The MediaPipe client environment could not be made: {error}")
 
 
-@pytest.fixture(scope="module")
-def ghostnet() -> keras.Model:
+def spread_ghostnet(width: float, size: int) -> keras.Model:
+    """GhostNet with random BN and a head spreading synthetic images' scores (logits out)."""
     from ghostnet_keras import GhostNet
 
     keras.utils.set_random_seed(0)
-    model = GhostNet(width=0.5, input_shape=(SIZE, SIZE, 3), classes=len(LABELS),
+    model = GhostNet(width=width, input_shape=(size, size, 3), classes=len(LABELS),
                      classifier_activation=None, dropout_rate=0.0)
-    statistics = np.stack(list(synthetic_images(16, SIZE, seed=3)()))
+    statistics = np.stack(list(synthetic_images(16, size, seed=3)()))
     return _spread_head(_randomize(model, statistics), statistics)
+
+
+@pytest.fixture(scope="module")
+def ghostnet() -> keras.Model:
+    return spread_ghostnet(0.5, SIZE)
 
 
 @pytest.fixture(scope="module")
