@@ -135,7 +135,11 @@ def run(model_path: str | os.PathLike, inputs: np.ndarray, cpu: str = "cortex-a7
                                 f"(exit {process.returncode}):\n{process.stderr.strip()[-4000:]}")
         with np.load(output) as saved:
             outputs = [saved[f"output_{i}"] for i in range(len(saved.files))]
-    report = json.loads(process.stdout.strip().splitlines()[-1])
+    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise Arm64RunError(f"arm64 LiteRT ({cpu}) on {model_path} printed no report:\n"
+                            f"{process.stdout.strip()[-2000:]}")
+    report = json.loads(lines[-1])
     return outputs, {**report, "cpu": "native" if is_native() else cpu}
 
 
