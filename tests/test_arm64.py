@@ -174,7 +174,7 @@ def test_arm64_evaluate_formats_reports_top1_and_difference(runtime, exported, i
     labels = arm64.arm64_worker.invoke_each(str(path), images)[0].argmax(-1)  # x86's top-1
     labels[0] = (labels[0] + 1) % len(LABELS)  # one wrong label: x86 top-1 is 7/8
     (row,) = arm64.evaluate_formats({"fp16": path}, images, labels, ("cortex-a76",),
-                                    mediapipe=False)
+                                    mediapipe_cpu=None)
     assert row["format"] == "fp16" and row["cpu"] == "cortex-a76" and "error" not in row
     assert row["x86_top1"] == (IMAGES - 1) / IMAGES
     # Only near-ties (not decided by more than twice the difference) may flip.
@@ -183,6 +183,9 @@ def test_arm64_evaluate_formats_reports_top1_and_difference(runtime, exported, i
 
 
 def test_arm64_bad_input_gets_a_clear_error(runtime, exported, images, tmp_path) -> None:
+    # MediaPipe's aarch64 wheel is built with LSE atomics: it stops on an ARMv8.0 core.
+    with pytest.raises(ValueError, match=r"needs ARMv8\.1 LSE atomics, which cortex-a53"):
+        arm64.mediapipe_classify(exported["int8"], [images[0].astype(np.uint8)], 1, "cortex-a53")
     with pytest.raises(ValueError, match=r"Unknown arm64 CPU 'pentium'.*cortex-a53"):
         arm64.compare(exported["fp32"], images, "pentium")
     with pytest.raises(arm64.Arm64RunError, match=r"expected \(N, 32, 32, 3\)"):
@@ -205,17 +208,19 @@ def test_arm64_columns_in_the_main_job_summary(tmp_path: Path) -> None:
     write("evaluate/accuracy.json", {"tflite_fp32": 0.988, "tflite_int8": 0.984})
     write("benchmark/latency_1_thread.json", {})
     row = {"max_steps": None, "max_abs_diff": 5e-7, "top1": 0.988}
+    mediapipe = {"mediapipe_cpu": "cortex-a76"}
     write("evaluate/arm64.json", {"cpus": ["cortex-a53", "cortex-a76"], "rows": [
-        {**row, "format": "fp32", "cpu": "cortex-a53", "mediapipe_top1": 0.988},
-        {**row, "format": "fp32", "cpu": "cortex-a76"},
+        {**row, "format": "fp32", "cpu": "cortex-a53", **mediapipe, "mediapipe_top1": 0.988},
+        {**row, "format": "fp32", "cpu": "cortex-a76", **mediapipe, "mediapipe_top1": 0.988},
         {"format": "int8", "cpu": "cortex-a53", "max_steps": 1, "max_abs_diff": 0.0039,
-         "top1": 0.984, "mediapipe_top1": 0.984},
+         "top1": 0.984, **mediapipe, "mediapipe_error": "arm64 MediaPipe failed\nno labels"},
         {"format": "int8", "cpu": "cortex-a76", "max_steps": 0, "max_abs_diff": 0.0,
-         "top1": 0.986},
+         "top1": 0.986, **mediapipe, "mediapipe_error": "arm64 MediaPipe failed\nno labels"},
     ]})
     Pipeline(tmp_path, data_dir=None).summary()
     table = (tmp_path / "summary.md").read_text()
     assert "| arm64 LiteRT (top-1, max diff to x86) | MediaPipe arm64 top-1 |" in table
     assert "| 98.80%, max diff 5.0e-07 | 98.80% |" in table
-    assert "| 98.40%-98.60%, max diff 3.9e-03 (1 step) | 98.40% |" in table
-    assert "emulated cortex-a53, cortex-a76" in table and "emulated time is not speed" in table
+    assert "| 98.40%-98.60%, max diff 3.9e-03 (1 step) | failed (no labels) |" in table
+    assert "emulated cortex-a53, cortex-a76, MediaPipe's on cortex-a76" in table
+    assert "emulated time is not speed" in table

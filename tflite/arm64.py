@@ -35,6 +35,9 @@ DIR_VARIABLE = "GHOSTNET_ARM64_DIR"
 CPUS = ("cortex-a53", "cortex-a55", "cortex-a57", "cortex-a72", "cortex-a76", "cortex-a710",
         "neoverse-n1", "max")
 DEFAULT_CPUS = ("cortex-a53", "cortex-a76", "max")
+# ARMv8.0 cores: no LSE atomics. MediaPipe's aarch64 wheel (1.2.3) is built with LSE and stops
+# on them ("This binary was compiled with lse enabled"); LiteRT's runs everywhere.
+ARMV8_0_CPUS = ("cortex-a53", "cortex-a57", "cortex-a72")
 INSTALL_HINT = "run `make arm64-runtime` (tools/install_arm64_runtime.sh) to set it up"
 
 
@@ -229,10 +232,15 @@ def mediapipe_classify(model_path: str | os.PathLike, images: Sequence[np.ndarra
 
     Runs the same client script as the x86 check (`tflite/mediapipe_client.py`) under the arm64
     Python; labels come from the model's metadata. Starting MediaPipe emulated takes ~30 s.
+    MediaPipe's arm64 build needs ARMv8.1 (LSE atomics): not `ARMV8_0_CPUS`.
 
     Raises:
+        ValueError: an unknown CPU, or an ARMv8.0 one.
         Arm64UnavailableError: no runtime; Arm64RunError: MediaPipe failed or timed out.
     """
+    if cpu in ARMV8_0_CPUS:
+        raise ValueError(f"MediaPipe's arm64 build needs ARMv8.1 LSE atomics, which {cpu} "
+                         "(ARMv8.0) lacks; choose cortex-a55, cortex-a76 or newer.")
     command, env = python_command(cpu)
     try:
         return mediapipe_runner.classify(model_path, list(images), top_k, timeout=timeout,
@@ -274,40 +282,48 @@ def model_inputs(model_path: str | os.PathLike, images: np.ndarray) -> np.ndarra
 
 
 def evaluate_formats(paths: dict[str, Path], images: np.ndarray, labels: np.ndarray,
-                     cpus: Sequence[str] = ("cortex-a76",), *, mediapipe: bool = True,
+                     cpus: Sequence[str] = DEFAULT_CPUS, *,
+                     mediapipe_cpu: str | None = "cortex-a76",
                      timeout: float = 1800) -> list[dict[str, Any]]:
-    """Per format and CPU: arm64 LiteRT's top-1 on labelled images, its difference to x86 and
-    (first CPU only; ~30 s to start, emulated) MediaPipe-on-arm64's top-1.
+    """Per format and CPU: arm64 LiteRT's top-1 on labelled images and its difference to x86;
+    MediaPipe-on-arm64's top-1 (on `mediapipe_cpu`, None: not run; ~30 s to start, emulated).
 
     Args:
         paths: format -> `.tflite` (with metadata, for MediaPipe).
         images: (N, H, W, 3) 0-255 RGB at the models' input size; labels: (N,) class indices.
 
-    A format the arm64 runtime fails on gets its error in the row; an absent runtime raises
-    `Arm64UnavailableError`.
+    A run that fails puts its error in the rows (`error` for LiteRT, `mediapipe_error`); an
+    absent runtime raises `Arm64UnavailableError`.
     """
     rows = []
     for fmt, path in paths.items():
         inputs = model_inputs(path, images)
-        for i, cpu in enumerate(cpus):
-            row: dict[str, Any] = {"format": fmt, "cpu": cpu}
+        found: dict[str, Any] = {}
+        if mediapipe_cpu is not None:
+            found["mediapipe_cpu"] = mediapipe_cpu
             try:
-                result = compare(path, inputs, cpu, timeout=timeout)
-                row.update(result.as_dict())
-                row["top1"] = float((result.arm64.reshape(len(labels), -1).argmax(-1)
-                                     == labels).mean())
-                row["x86_top1"] = float((result.x86.reshape(len(labels), -1).argmax(-1)
-                                         == labels).mean())
-                if mediapipe and i == 0:
-                    found = mediapipe_classify(path, list(np.clip(np.rint(images), 0, 255)
-                                                          .astype(np.uint8)), 1, cpu,
-                                               timeout=timeout)
-                    predicted = np.array([row_[0].index for row_ in found.categories])
-                    row["mediapipe_top1"] = float((predicted == labels).mean())
+                result = mediapipe_classify(path, list(np.clip(np.rint(images), 0, 255)
+                                                       .astype(np.uint8)), 1, mediapipe_cpu,
+                                            timeout=timeout)
+                predicted = np.array([categories[0].index for categories in result.categories])
+                found["mediapipe_top1"] = float((predicted == labels).mean())
+            except Arm64RunError as error:
+                found["mediapipe_error"] = str(error)
+        for cpu in cpus:
+            row: dict[str, Any] = {"format": fmt, "cpu": cpu, **found}
+            try:
+                comparison = compare(path, inputs, cpu, timeout=timeout)
+                row.update(comparison.as_dict())
+                row["top1"] = _accuracy(comparison.arm64, labels)
+                row["x86_top1"] = _accuracy(comparison.x86, labels)
             except Arm64RunError as error:
                 row["error"] = str(error)
             rows.append(row)
     return rows
+
+
+def _accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float((scores.reshape(len(labels), -1).argmax(-1) == labels).mean())
 
 
 def summary_cells(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[str, str]]:
@@ -318,11 +334,18 @@ def summary_cells(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[str, str]]:
     """
     cells: dict[str, tuple[str, str]] = {}
     for fmt in dict.fromkeys(row["format"] for row in rows):
+        first = next(r for r in rows if r["format"] == fmt)
+        if "mediapipe_top1" in first:
+            mediapipe = f"{first['mediapipe_top1']:.2%}"
+        elif "mediapipe_error" in first:
+            mediapipe = f"failed ({first['mediapipe_error'].splitlines()[-1][:200]})"
+        else:
+            mediapipe = "-"
         done = [r for r in rows if r["format"] == fmt and "error" not in r]
         errors = [f"{r['cpu']}: {r['error'].splitlines()[0]}" for r in rows
                   if r["format"] == fmt and "error" in r]
         if not done:
-            cells[fmt] = (f"failed ({'; '.join(errors)})", "-")
+            cells[fmt] = (f"failed ({'; '.join(errors)})", mediapipe)
             continue
         low, high = min(r["top1"] for r in done), max(r["top1"] for r in done)
         top1 = f"{low:.2%}" if low == high else f"{low:.2%}-{high:.2%}"
@@ -331,6 +354,5 @@ def summary_cells(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[str, str]]:
         litert = f"{top1}, max diff {diff:.1e}" + (f" ({max(steps)} step)" if steps else "")
         if errors:
             litert += f"; failed on {', '.join(e.split(':')[0] for e in errors)}"
-        mediapipe = [r["mediapipe_top1"] for r in done if "mediapipe_top1" in r]
-        cells[fmt] = (litert, f"{mediapipe[0]:.2%}" if mediapipe else "-")
+        cells[fmt] = (litert, mediapipe)
     return cells

@@ -294,9 +294,10 @@ class Pipeline:
         if adapters:
             lines += ["", f"GPU adapter: {', '.join(sorted(adapters))}."]
         if arm64_run.get("rows"):
-            lines += ["", "arm64: LiteRT and MediaPipe's arm64 builds on emulated "
-                      f"{', '.join(arm64_run['cpus'])} (qemu-user; MediaPipe on the first); "
-                      "emulated time is not speed."]
+            mediapipe_cpu = arm64_run["rows"][0].get("mediapipe_cpu")
+            lines += ["", "arm64: LiteRT's arm64 build on emulated "
+                      f"{', '.join(arm64_run['cpus'])}, MediaPipe's on {mediapipe_cpu} "
+                      "(qemu-user); emulated time is not speed."]
         elif "unavailable" in arm64_run:
             lines += ["", f"arm64 LiteRT: not available here ({arm64_run['unavailable']})."]
         if "unavailable" in mediapipe:
