@@ -204,7 +204,8 @@ def test_a_stage_reading_a_later_stage_is_refused(tmp_path: Path) -> None:
 
 def test_the_main_jobs_stages_record_what_their_results_depend_on(tmp_path: Path) -> None:
     stages = {stage.name: stage for stage in Pipeline(tmp_path, data_dir=None).stages()}
-    assert list(stages) == ["train", "qat", "tflite", "gpu", "serving", "evaluate", "benchmark"]
+    assert list(stages) == ["train", "qat", "tflite", "gpu", "serving", "evaluate", "arm64",
+                            "benchmark"]
     assert stages["train"].config["epochs"] == Pipeline(tmp_path, None).config.epochs
     longer = {s.name: s for s in Pipeline(tmp_path, None, params_override="epochs=3").stages()}
     assert longer["train"].config["epochs"] == 3 != stages["train"].config["epochs"]
@@ -217,6 +218,7 @@ def test_the_main_jobs_stages_record_what_their_results_depend_on(tmp_path: Path
     assert v2["train"].config["model"] == "ghostnetv2" and v2["tflite"].config["stem"] == (
         "ghostnetv2_quickstart")
     assert stages["evaluate"].reads == ("train", "tflite", "serving")
+    assert stages["arm64"].reads == ("tflite",)
     fewer = {s.name: s for s in Pipeline(tmp_path, None, benchmark_iterations=5).stages()}
     assert fewer["benchmark"].config["iterations"] == 5
 

@@ -20,7 +20,7 @@ before it recorded:
 5. `serving`: the TF Serving SavedModel (`serving/1`);
 6. `evaluate`: top-1 of every format on the 500 held-out digits (Keras, each TFLite file
    through LiteRT and through MediaPipe's ImageClassifier, the SavedModel's `predict_images`
-   signature);
+   signature; each TFLite file on the arm64 LiteRT and MediaPipe, emulated: `tflite.arm64`);
 7. `benchmark`: LiteRT latency (XNNPACK, 1 thread) of the exported files and of GhostNet
    1.0/1.3 next to MobileNetV3-Large/Small at 224 x 224 (fp32 and fp16, XNNPACK partitions,
    GPU accelerator check), converted the same way;
@@ -111,6 +111,7 @@ class Pipeline:
             Stage("serving", self.serving, {**data, "version": ghostnet_keras.__version__},
                   reads=("train",)),
             Stage("evaluate", self.evaluate, data, reads=("train", "tflite", "serving")),
+            Stage("arm64", self.arm64, data, reads=("tflite",)),
             Stage("benchmark", self.benchmark, {"iterations": self.benchmark_iterations,
                                                 "model": self.config.model},
                   reads=("tflite",)),
@@ -220,6 +221,20 @@ class Pipeline:
         return {"accuracy": _write_json(folder / "accuracy.json", results),
                 "mediapipe": _write_json(folder / "mediapipe.json", mediapipe)}
 
+    def arm64(self, folder: Path, inputs: Mapping[str, Outputs]) -> dict[str, Path]:
+        """Every TFLite file on the arm64 LiteRT and MediaPipe (emulated cores; tflite.arm64)."""
+        from ghostnet_keras.tflite import arm64
+
+        images, labels = self._images("test")
+        try:
+            arm64.ensure_runtime()
+            result: dict[str, Any] = {"cpus": list(arm64.DEFAULT_CPUS), "rows": (
+                arm64.evaluate_formats(dict(inputs["tflite"]), images, labels,
+                                       arm64.DEFAULT_CPUS))}
+        except arm64.Arm64UnavailableError as error:
+            result = {"unavailable": str(error)}
+        return {"results": _write_json(folder / "arm64.json", result)}
+
     def benchmark(self, folder: Path, inputs: Mapping[str, Outputs]) -> dict[str, Path]:
         from ghostnet_keras.tflite.benchmark import run_benchmark
         from ghostnet_keras.tflite.benchmark_report import format_gpu_table
@@ -254,6 +269,11 @@ class Pipeline:
         gpu = json.loads(gpu_path.read_text()) if gpu_path.exists() else {}
         mediapipe_path = self.output_dir / "evaluate" / "mediapipe.json"
         mediapipe = json.loads(mediapipe_path.read_text()) if mediapipe_path.exists() else {}
+        arm64_path = self.output_dir / "arm64" / "arm64.json"
+        arm64_run = json.loads(arm64_path.read_text()) if arm64_path.exists() else {}
+        from ghostnet_keras.tflite.arm64 import summary_cells
+
+        arm64_cells = summary_cells(arm64_run.get("rows", []))
         rows = []
         for key, top1 in accuracy.items():
             fmt = key.removeprefix("tflite_")
@@ -265,20 +285,31 @@ class Pipeline:
                 "latency_ms": latency.get(f"quickstart_{fmt}"),
                 "mediapipe_top1": mediapipe.get(key),
                 "gpu": _gpu_cell(check),
+                "arm64_litert": arm64_cells.get(fmt, ("-", "-"))[0],
+                "arm64_mediapipe_top1": arm64_cells.get(fmt, ("-", "-"))[1],
             })
         lines = ["| format | top-1 (500 held-out digits) | MediaPipe ImageClassifier top-1 "
                  "| size | LiteRT latency, 1 thread "
-                 "| GPU accelerator (fully delegated, max GPU-CPU / max CPU) |",
-                 "| --- | --- | --- | --- | --- | --- |"]
+                 "| GPU accelerator (fully delegated, max GPU-CPU / max CPU) "
+                 "| arm64 LiteRT (top-1, max diff to x86) | MediaPipe arm64 top-1 |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for row in rows:
             size = f"{row['size_kb']:.0f} KiB" if row["size_kb"] else "-"
             ms = f"{row['latency_ms']:.3f} ms" if row["latency_ms"] else "-"
             client = "-" if row["mediapipe_top1"] is None else f"{row['mediapipe_top1']:.2%}"
             lines.append(f"| {row['format']} | {row['top1']:.2%} | {client} | {size} | {ms} "
-                         f"| {row['gpu']} |")
+                         f"| {row['gpu']} | {row['arm64_litert']} "
+                         f"| {row['arm64_mediapipe_top1']} |")
         adapters = {c.get("adapter_label") for c in gpu.values() if c.get("adapter_label")}
         if adapters:
             lines += ["", f"GPU adapter: {', '.join(sorted(adapters))}."]
+        if arm64_run.get("rows"):
+            mediapipe_cpu = arm64_run["rows"][0].get("mediapipe_cpu")
+            lines += ["", "arm64: LiteRT's arm64 build on emulated "
+                      f"{', '.join(arm64_run['cpus'])}, MediaPipe's on {mediapipe_cpu} "
+                      "(qemu-user); emulated time is not speed."]
+        elif "unavailable" in arm64_run:
+            lines += ["", f"arm64 LiteRT: not available here ({arm64_run['unavailable']})."]
         if "unavailable" in mediapipe:
             lines += ["", f"MediaPipe ImageClassifier: not available here "
                       f"({mediapipe['unavailable']})."]
