@@ -6,8 +6,8 @@ The one implementation of the evaluation transform of the PyTorch reference, tim
     Resize(floor(224 / 0.875) = 256, interpolation=bicubic)  # on a PIL image
     CenterCrop(224)
 
-used by the TF Serving export (`ghostnet_keras.serving`) and by the training / evaluation input
-pipeline (`ghostnet_keras.training.augment`). It works in graph mode (`tf.data.Dataset.map`,
+used by the TF Serving export (`ghostnet_keras.export.serving`) and by the training / evaluation
+input pipeline (`ghostnet_keras.training.augment`). It works in graph mode (`tf.data.Dataset.map`,
 `tf.function`,
 SavedModel signatures).
 

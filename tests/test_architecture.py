@@ -22,9 +22,10 @@ LAYERS = {
 def _modules() -> dict[str, Path]:
     modules = {}
     for folder, package in LAYERS.items():
-        for path in sorted((REPO_DIR / folder).glob("*.py")):
-            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
-            modules[name] = path
+        for path in sorted((REPO_DIR / folder).rglob("*.py")):
+            parts = path.relative_to(REPO_DIR / folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            modules[".".join((package, *parts))] = path
     return modules
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import ghostnet_keras
 from ghostnet_keras import GhostNet, make_divisible
-from ghostnet_keras.ghostnet import STAGES
+from ghostnet_keras.models.ghostnet import STAGES
 
 # Reference doc section 5: (trainable + BN gamma/beta, Keras count_params).
 REFERENCE_PARAMS = {0.5: (2_587_292, 2_598_276), 1.0: (5_182_508, 5_204_476),

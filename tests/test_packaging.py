@@ -33,7 +33,7 @@ def test_wheel_installs_only_the_ghostnet_keras_namespace(wheel: zipfile.ZipFile
     }
     assert top_level == {"ghostnet_keras"}
     names = set(wheel.namelist())
-    for expected in ("ghostnet_keras/training/loop.py", "ghostnet_keras/tflite/convert.py",
+    for expected in ("ghostnet_keras/training/loop.py", "ghostnet_keras/tflite/cli/convert.py",
                      "ghostnet_keras/tflite/android/run_benchmark.sh",
                      "ghostnet_keras/tflite/metadata_schema.fbs",
                      "ghostnet_keras/tflite/mediapipe_client.py",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ghostnet_keras.training.pipeline import Pipeline
+from ghostnet_keras.training.main_job import Pipeline
 
 
 def _write(path: Path, content: object) -> None:

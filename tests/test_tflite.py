@@ -329,7 +329,7 @@ def test_int8_cli_calibrates_a_non_square_ghostnet_from_a_folder(tmp_path: Path)
     GhostNet(width=0.5, input_shape=(128, 96, 3), classes=10).save(model_path)
     output = tmp_path / "out" / "ghostnet_128x96_int8.tflite"
     result = subprocess.run(
-        [sys.executable, "-m", "ghostnet_keras.tflite.convert", f"--model={model_path}",
+        [sys.executable, "-m", "ghostnet_keras.tflite.cli.convert", f"--model={model_path}",
          "--mode=int8", "--io=uint8", f"--representative={folder}", "--num_calibration=4",
          "--nocheck_gpu", f"--output={output}"],
         capture_output=True, text=True, env=_subprocess_env(), cwd=REPO_DIR, timeout=600,
@@ -356,7 +356,7 @@ def test_convert_cli_writes_three_files(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "ghostnet_keras.tflite.convert",
+            "ghostnet_keras.tflite.cli.convert",
             f"--model={model_path}",
             "--mode=fp32",
             f"--output={output}",
@@ -391,7 +391,7 @@ def test_convert_cli_writes_three_files(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "ghostnet_keras.tflite.convert",
+            "ghostnet_keras.tflite.cli.convert",
             f"--model={model_path}",
             "--mode=int8",
             f"--output={tmp_path / 'bad' / 'x.tflite'}",

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from ghostnet_keras.files import write_atomically
+from ghostnet_keras.atomic_write import write_atomically
 from ghostnet_keras.synthetic_images import synthetic_images
 from ghostnet_keras.tflite import conversion, gpu, latency, xnnpack
 from ghostnet_keras.tflite.benchmark_models import (

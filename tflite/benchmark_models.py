@@ -40,7 +40,7 @@ def build_model(name: str, input_size: int = 224) -> Any:
 
     shape = (input_size, input_size, 3)
     if name.startswith("ghostnet") and name in DISPLAY_NAMES:
-        from ghostnet_keras.ghostnet import create_ghostnet
+        from ghostnet_keras.models.ghostnet import create_ghostnet
 
         family, width = name.split("_")
         version = family.removeprefix("ghostnet") or "v1"

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ghostnet_keras import heads
-from ghostnet_keras.files import write_atomically
+from ghostnet_keras.atomic_write import write_atomically
+from ghostnet_keras.export import contract as heads
 from ghostnet_keras.tflite import inventory, metadata
 from ghostnet_keras.tflite.conversion import is_keras3_model
 

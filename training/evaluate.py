@@ -51,7 +51,8 @@ def evaluate_model(
     """Returns `{"top1": ..., "top5": ..., "examples": n}` of `model` on the eval split."""
     import numpy as np
 
-    from ghostnet_keras.training import data, datasets
+    from ghostnet_keras.training import datasets
+    from ghostnet_keras.training import input_pipeline as data
 
     info = datasets.dataset_info(dataset, data_dir=data_dir, manual_dir=manual_dir, folder=folder)
     split = split or info.eval_split
@@ -80,8 +81,8 @@ def main(argv: Sequence[str]) -> None:
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
 
-    from ghostnet_keras.ghostnet import create_ghostnet
-    from ghostnet_keras.keras_files import load_keras_file
+    from ghostnet_keras.models.ghostnet import create_ghostnet
+    from ghostnet_keras.weights.keras_files import load_keras_file
 
     if FLAGS.model:
         model = load_keras_file(FLAGS.model)

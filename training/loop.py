@@ -27,9 +27,10 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ghostnet_keras.batch_norm import with_fused_batch_norm
-from ghostnet_keras.files import write_atomically
-from ghostnet_keras.training import data, datasets
+from ghostnet_keras.atomic_write import write_atomically
+from ghostnet_keras.layers.batch_norm import with_fused_batch_norm
+from ghostnet_keras.training import datasets
+from ghostnet_keras.training import input_pipeline as data
 from ghostnet_keras.training.configs import TrainConfig
 from ghostnet_keras.training.models import build_model
 from ghostnet_keras.training.optimization import decayed_variables, make_optimizer
@@ -328,7 +329,7 @@ class Trainer:
             return
         final = build_model(self.config, self.info.num_classes, classifier_activation="softmax")
         final.set_weights(self.model.get_weights())
-        from ghostnet_keras.weights import write_weights_atomically
+        from ghostnet_keras.weights.loading import write_weights_atomically
 
         write_weights_atomically(final, self.model_dir / "model.keras")
         write_weights_atomically(final, self.model_dir / "model.weights.h5")

@@ -7,8 +7,8 @@ from typing import Any
 import keras
 
 import ghostnet_keras
-from ghostnet_keras import cifar
-from ghostnet_keras.ghostnet import create_ghostnet
+from ghostnet_keras.models import cifar
+from ghostnet_keras.models.ghostnet import create_ghostnet
 from ghostnet_keras.training.configs import TrainConfig
 
 MODELS = ("ghostnet", "ghostnetv2", "ghostnetv3", "ghost_resnet50", "vgg16", "ghost_vgg16",

@@ -9,8 +9,8 @@ from pathlib import Path
 import keras
 
 # Registered as serializable when imported: the custom layers a saved model may hold.
-from ghostnet_keras.channel_slice import ChannelSlice  # noqa: F401  (`ghostify`)
-from ghostnet_keras.nearest_resize import NearestResize  # noqa: F401  (GhostNetV2/V3)
+from ghostnet_keras.layers.channel_slice import ChannelSlice  # noqa: F401  (`ghostify`)
+from ghostnet_keras.layers.nearest_resize import NearestResize  # noqa: F401  (GhostNetV2/V3)
 
 
 def load_keras_file(path: str | os.PathLike[str], *, compile: bool = False) -> keras.Model:

@@ -1,10 +1,10 @@
 """`profile`: parameters and MACs of a Keras 3 model, per layer call, in the GhostNet paper's
-convention (`ghostnet_keras.layer_macs`).
+convention (`ghostnet_keras.analysis.layer_macs`).
 
 Functional and Sequential models (nested ones included) are walked node by node on their
 symbolic shapes, so a layer shared between several call sites counts its MACs at each call site
 and its parameters once. Subclassed models and layers with sub-layers have no graph to walk and
-are refused with a clear error. Command line: `ghostnet_keras.profile_cli` (`ghostnet-profile`).
+are refused with a clear error. Command line: `ghostnet_keras.cli.profile` (`ghostnet-profile`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from ghostnet_keras.layer_macs import Shape, layer_macs
+from ghostnet_keras.analysis.layer_macs import Shape, layer_macs
 
 __all__ = ["LayerProfile", "ModelProfile", "layer_macs", "profile"]
 

@@ -1,8 +1,8 @@
 """`reparameterize`: GhostNetV3's deploy form, with each group of parallel branches fused.
 
 A GhostNetV3 in training form has three groups of parallel linear branches per block (see
-`ghostnet_keras.blocks_v2v3`): the primary 1x1 conv-BN branches (`{p}_primary_add`), the cheap
-depthwise branches (`{p}_cheap_add`: 1x1 scale, identity BN, 3x3 conv-BN) and, in stride-2
+`ghostnet_keras.layers.blocks_v2v3`): the primary 1x1 conv-BN branches (`{p}_primary_add`), the
+cheap depthwise branches (`{p}_cheap_add`: 1x1 scale, identity BN, 3x3 conv-BN) and, in stride-2
 blocks, the depthwise branches (`{b}_dw_add`: 1x1 scale and k x k conv-BN). In inference each
 BN is an affine map, so each group is one conv with bias: the BN scale `gamma / sqrt(var + eps)`
 is folded into the kernel, 1x1 and identity kernels are zero-padded to the centre of the k x k
@@ -17,7 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from ghostnet_keras.blocks_v2v3 import V3_BRANCHES, depthwise_v3, v3_cheap, v3_primary
+from ghostnet_keras.layers.blocks_v2v3 import V3_BRANCHES, depthwise_v3, v3_cheap, v3_primary
 
 # The add layer that closes each group of branches, and the layers of its branches.
 _GROUP = re.compile(r"(?P<prefix>\w+?)_(?P<kind>primary|cheap|dw)_add")

@@ -12,7 +12,7 @@ Writes `x.tflite` with TFLite Model Metadata (name, description, version, author
 the RGB 0-255 input contract and `labels.txt` attached, as MediaPipe's ImageClassifier and the
 Task Library read it), `labels.txt` beside it and the sidecar `x.json` (each through a temporary
 file). The conversion is `tflite.conversion`, calibration `tflite.calibration`, the sidecar
-`tflite.sidecar`, the GPU check `tflite.gpu`. Same as `python -m ghostnet_keras.tflite.convert`.
+`tflite.sidecar`, the GPU check `tflite.gpu`. Same as `python -m ghostnet_keras.tflite.cli.convert`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from absl import app, flags
 
 import ghostnet_keras
-from ghostnet_keras import heads
+from ghostnet_keras.export import contract as heads
 from ghostnet_keras.tflite import calibration, conversion, gpu, inventory, metadata, sidecar
 
 DEFAULT_DESCRIPTION = (
@@ -93,7 +93,7 @@ def _load_model(values: Any) -> Any:
         return str(path)
     if not path.is_file():
         raise FileNotFoundError(f"--model {path} does not exist.")
-    from ghostnet_keras.keras_files import load_keras_file
+    from ghostnet_keras.weights.keras_files import load_keras_file
 
     return load_keras_file(path)
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
-from ghostnet_keras.files import write_atomically
+from ghostnet_keras.atomic_write import write_atomically
 
 FLAGS = flags.FLAGS
 
@@ -60,7 +60,7 @@ def report_width(width: float, batch_size: int, timed_batches: int, reference_di
     tag = f"{round(width * 100):03d}"
     checkpoint = reference_dir / f"ghostnet_{tag}.safetensors"
     if checkpoint.exists():
-        from ghostnet_keras.weights import load_ghostnet_weights
+        from ghostnet_keras.weights.loading import load_ghostnet_weights
 
         load_ghostnet_weights(model, checkpoint)
         oracle = np.load(reference_dir / f"ghostnet_{tag}_expected.npz")

@@ -14,7 +14,7 @@ The export always passes an explicit input signature and calls the model eagerly
 avoids Keras' "The model provided has never called." error on JAX (raised for a model that was
 only used through `predict`).
 
-Command line: `ghostnet_keras.onnx_cli` (`ghostnet-export-onnx`). Needs the `onnx` extra on
+Command line: `ghostnet_keras.cli.export_onnx` (`ghostnet-export-onnx`). Needs the `onnx` extra on
 TensorFlow and torch, `jax-onnx` on JAX.
 """
 
@@ -193,8 +193,8 @@ def export_onnx(
     """
     import onnx
 
-    from ghostnet_keras import heads
-    from ghostnet_keras.files import write_atomically
+    from ghostnet_keras.atomic_write import write_atomically
+    from ghostnet_keras.export import contract as heads
 
     backend = keras.backend.backend()
     output = Path(output)
@@ -266,7 +266,8 @@ def _describe(
     differences: dict[int, float],
     atol: float,
 ) -> dict[str, Any]:
-    from ghostnet_keras import heads, profile
+    from ghostnet_keras import profile
+    from ghostnet_keras.export import contract as heads
 
     inputs = _tensor_entries(proto.graph.input)
     outputs = _tensor_entries(proto.graph.output)

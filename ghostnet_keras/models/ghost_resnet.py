@@ -13,7 +13,9 @@ from typing import Any
 
 import keras
 
-from ghostnet_keras.arguments import (
+from ghostnet_keras.layers.blocks import batch_norm
+from ghostnet_keras.layout import channel_axis, resolve_data_format
+from ghostnet_keras.models.arguments import (
     image_input,
     model_inputs,
     normalization_layer,
@@ -22,9 +24,7 @@ from ghostnet_keras.arguments import (
     validate_input_shape,
     validate_weights_path,
 )
-from ghostnet_keras.blocks import batch_norm
-from ghostnet_keras.ghostify import ghostify
-from ghostnet_keras.layout import channel_axis, resolve_data_format
+from ghostnet_keras.models.ghostify import ghostify
 
 # (blocks, bottleneck width) per stage; output channels are 4x the width.
 RESNET50_STAGES = ((3, 64), (4, 128), (6, 256), (3, 512))
@@ -155,7 +155,7 @@ def GhostResNet50(
         input_tensors=None if input_tensor is None else image_input(input_tensor, input_shape),
     )
     if weights is not None:
-        from ghostnet_keras.weights import load_keras_weights
+        from ghostnet_keras.weights.loading import load_keras_weights
 
         load_keras_weights(model, weights)
     return model

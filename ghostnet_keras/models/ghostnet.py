@@ -14,7 +14,10 @@ from typing import Any, NamedTuple
 import keras
 
 from ghostnet_keras import imagenet
-from ghostnet_keras.arguments import (
+from ghostnet_keras.layers.blocks import conv_bn, ghost_bottleneck, make_divisible
+from ghostnet_keras.layers.blocks_v2v3 import bottleneck_parts
+from ghostnet_keras.layout import channel_axis, resolve_data_format
+from ghostnet_keras.models.arguments import (
     MIN_SIZE,
     image_input,
     model_inputs,
@@ -23,10 +26,7 @@ from ghostnet_keras.arguments import (
     validate_input_shape,
     validate_weights_path,
 )
-from ghostnet_keras.blocks import conv_bn, ghost_bottleneck, make_divisible
-from ghostnet_keras.blocks_v2v3 import bottleneck_parts
-from ghostnet_keras.layout import channel_axis, resolve_data_format
-from ghostnet_keras.weights import (
+from ghostnet_keras.weights.loading import (
     IMAGENET_VARIANTS,
     imagenet_variant,
     is_training_form,
@@ -212,7 +212,7 @@ def build_ghostnet(
     The one definition of the architecture: `GhostNet`, `GhostNetV2` and `GhostNetV3` call it
     with Keras 3, the QAT path with `tf_keras`. Both produce the same layer names, so weights
     copy by name. `version` (`"v1"`, `"v2"`, `"v3"`) picks the bottleneck parts of each block
-    (`ghostnet_keras.blocks_v2v3.bottleneck_parts`); `reparameterized` builds GhostNetV3's
+    (`ghostnet_keras.layers.blocks_v2v3.bottleneck_parts`); `reparameterized` builds GhostNetV3's
     deploy form. `data_format` `None` is the Keras module's global `image_data_format()`.
     """
     layers = keras_module.layers
@@ -320,7 +320,7 @@ def create_ghostnet(
     if reparameterized and is_training_form(weights):
         # Training-form weights (e.g. the published ones): load them into the training form,
         # then fuse its branches into this deploy-form model.
-        from ghostnet_keras.reparameterize import reparameterize
+        from ghostnet_keras.models.reparameterize import reparameterize
 
         trained = build()
         load_ghostnet_weights(trained, weights, version=version, width=float(width), build=build)

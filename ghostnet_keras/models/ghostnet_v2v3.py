@@ -6,8 +6,9 @@ References:
     [GhostNetV3: Exploring the Training Strategies for Compact Models](
     https://arxiv.org/abs/2404.11202) (arXiv 2024)
 
-Both are GhostNet's stage table and constructor (`ghostnet_keras.ghostnet.build_ghostnet`) with
-other bottleneck parts (`ghostnet_keras.blocks_v2v3`), exact to timm's `ghostnetv2_*` and
+Both are GhostNet's stage table and constructor
+(`ghostnet_keras.models.ghostnet.build_ghostnet`) with
+other bottleneck parts (`ghostnet_keras.layers.blocks_v2v3`), exact to timm's `ghostnetv2_*` and
 `ghostnetv3_*`.
 """
 
@@ -18,7 +19,11 @@ from typing import Any
 
 import keras
 
-from ghostnet_keras.ghostnet import IMAGENET_VARIANTS, create_ghostnet, fixed_width_constructor
+from ghostnet_keras.models.ghostnet import (
+    IMAGENET_VARIANTS,
+    create_ghostnet,
+    fixed_width_constructor,
+)
 
 BASE_DOCSTRING = """Instantiates the GhostNet{version}{width_text} architecture.
 

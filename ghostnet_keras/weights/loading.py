@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from ghostnet_keras.checkpoints import SUPPORTED_SUFFIXES as REFERENCE_SUFFIXES
+from ghostnet_keras.weights.torch_files import SUPPORTED_SUFFIXES as REFERENCE_SUFFIXES
 
 KERAS_SUFFIXES = (".weights.h5", ".keras")
 IMAGENET_FILE = "{variant}_in1k.safetensors"
@@ -48,7 +48,8 @@ _BLOCK_PARTS = {
     "shortcut_conv": "shortcut.2",
     "shortcut_bn": "shortcut.3",
 }
-# GhostNetV2/V3 parts (`ghostnet_keras.blocks_v2v3`), with the branch index where there is one.
+# GhostNetV2/V3 parts (`ghostnet_keras.layers.blocks_v2v3`), with the branch index where there
+# is one.
 _BLOCK_PART_PATTERNS = tuple((re.compile(keras_part), reference) for keras_part, reference in (
     (r"(ghost[12])_primary(\d+)_conv", r"\1.primary_rpr_conv.\2.conv"),
     (r"(ghost[12])_primary(\d+)_bn", r"\1.primary_rpr_conv.\2.bn1"),
@@ -162,7 +163,7 @@ def is_training_form(weights: str | os.PathLike) -> bool:
     path = os.fspath(weights)
     name = Path(path).name.lower()
     if name.endswith(REFERENCE_SUFFIXES):
-        from ghostnet_keras.checkpoints import read_state_dict
+        from ghostnet_keras.weights.torch_files import read_state_dict
 
         return any("_rpr_" in key for key in read_state_dict(path))
     if name.endswith(".weights.h5"):
@@ -356,7 +357,7 @@ def load_keras_weights(model: keras.Model, path: str | os.PathLike) -> None:
         except ValueError as error:
             raise WeightsError(f"{path} does not match model {model.name!r}: {error}") from error
     elif path.endswith(".keras"):
-        from ghostnet_keras.keras_files import load_keras_file
+        from ghostnet_keras.weights.keras_files import load_keras_file
 
         copy_weights_by_name(load_keras_file(path), model)
     else:
@@ -392,7 +393,7 @@ def load_ghostnet_weights(
     path = os.fspath(weights)
     name = Path(path).name.lower()
     if name.endswith(REFERENCE_SUFFIXES):
-        from ghostnet_keras.checkpoints import read_state_dict
+        from ghostnet_keras.weights.torch_files import read_state_dict
 
         load_reference_state_dict(model, timm_state_dict(read_state_dict(path)), source=path)
     elif name.endswith(".weights.h5"):

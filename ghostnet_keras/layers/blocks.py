@@ -213,7 +213,7 @@ def ghost_module(
                 f"ghost_module {name!r}: trimming {intrinsic * ratio} channels to {filters} is "
                 "only supported with keras.layers; choose `filters` divisible by `ratio`."
             )
-        from ghostnet_keras.channel_slice import ChannelSlice
+        from ghostnet_keras.layers.channel_slice import ChannelSlice
 
         out = ChannelSlice(filters, data_format=data_format, name=f"{name}_trim")(out)
     return out
@@ -320,7 +320,7 @@ def ghost_bottleneck(
             module's global setting.
         expand, project, downsample: the block's parts: ghost1 (called like `ghost_module`),
             ghost2 (likewise) and the stride-2 depthwise conv (called like `depthwise_bn`).
-            GhostNetV2/V3 swap them (see `ghostnet_keras.blocks_v2v3`).
+            GhostNetV2/V3 swap them (see `ghostnet_keras.layers.blocks_v2v3`).
 
     Returns:
         Output tensor with `out_channels` channels.

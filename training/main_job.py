@@ -1,6 +1,6 @@
 """The main job: quickstart training -> QAT -> TFLite and SavedModel exports -> benchmarks.
 
-    python -m ghostnet_keras.training.pipeline --output_dir=runs/main      # `make main`
+    python -m ghostnet_keras.training.main_job --output_dir=runs/main      # `make main`
 
 Stages, each in its own folder under `--output_dir`; a finished stage leaves a marker in
 `.done/` and is skipped when the command is run again (an interrupted stage resumes: the
@@ -115,14 +115,14 @@ class Pipeline:
 
     def _float_model(self, deploy: bool = False) -> Any:
         """The trained model; with `deploy`, a GhostNetV3 in its deploy form (for exports)."""
-        from ghostnet_keras.keras_files import load_keras_file
-        from ghostnet_keras.reparameterize import has_branches, reparameterize
+        from ghostnet_keras.models.reparameterize import has_branches, reparameterize
+        from ghostnet_keras.weights.keras_files import load_keras_file
 
         model = load_keras_file(self.output_dir / "train" / "model.keras")
         return reparameterize(model) if deploy and has_branches(model) else model
 
     def _images(self, split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        from ghostnet_keras.training import data
+        from ghostnet_keras.training import input_pipeline as data
 
         batches = data.build_dataset(
             "quickstart", split, image_size=self.config.image_size, batch_size=100,
@@ -178,7 +178,7 @@ class Pipeline:
         _write_json(self.output_dir / "gpu" / "gpu.json", results)
 
     def serving(self) -> None:
-        from ghostnet_keras.serving import export_serving_model
+        from ghostnet_keras.export.serving import export_serving_model
         from ghostnet_keras.training import datasets
 
         info = datasets.dataset_info("quickstart", data_dir=self.source.data_dir)
@@ -350,7 +350,7 @@ def _tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from ghostnet_keras.files import write_atomically
+    from ghostnet_keras.atomic_write import write_atomically
 
     write_atomically({path: text})
 

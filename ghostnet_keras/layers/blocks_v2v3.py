@@ -1,9 +1,9 @@
 """GhostNetV2 and GhostNetV3 building blocks: DFC attention and re-parameterisable modules.
 
-Same conventions as `ghostnet_keras.blocks` (functions on symbolic tensors, built-in layers from
-the `layers` module they are given, layer names `{name}_{part}`, PyTorch padding and BN
+Same conventions as `ghostnet_keras.layers.blocks` (functions on symbolic tensors, built-in
+layers from the `layers` module they are given, layer names `{name}_{part}`, PyTorch padding and BN
 constants); semantics are those of timm's `timm/models/ghostnet.py` (1.0.31), whose
-`state_dict` keys the layer names map to (`ghostnet_keras.weights.reference_module_path`).
+`state_dict` keys the layer names map to (`ghostnet_keras.weights.loading.reference_module_path`).
 
 - GhostNetV2 (NeurIPS 2022): the first Ghost module of every block but the first two is
   multiplied by a DFC attention gate (`dfc_attention`).
@@ -23,7 +23,7 @@ from types import ModuleType
 
 import keras
 
-from ghostnet_keras.blocks import (
+from ghostnet_keras.layers.blocks import (
     Tensor,
     _conv_padding,
     batch_norm,
@@ -54,7 +54,7 @@ def dfc_attention(
     `{name}_short_hdwconv`, `{name}_short_hbn`, `{name}_short_vdwconv`, `{name}_short_vbn`,
     `{name}_short_gate`, `{name}_short_resize`, `{name}_attention`.
     """
-    from ghostnet_keras.nearest_resize import nearest_resize_layer
+    from ghostnet_keras.layers.nearest_resize import nearest_resize_layer
 
     channels = outputs.shape[-1]
     gate = layers.AveragePooling2D(2, strides=2, name=f"{name}_short_pool")(inputs)

@@ -12,7 +12,7 @@ from typing import Any
 
 import keras
 
-from ghostnet_keras.blocks import ghost_module
+from ghostnet_keras.layers.blocks import ghost_module
 
 # Suffixes of the layers that replace a conv named `conv`: `{conv}_{part}`.
 _GHOST_PARTS = ("primary_conv", "primary_bn", "cheap_dwconv", "cheap_bn", "concat", "trim", "act")

@@ -3,7 +3,7 @@
 ```
 ghostnet-export-onnx --width=1.0 --weights=imagenet --output=out/ghostnet_100.onnx
 ghostnet-export-onnx --model=runs/quickstart/model.keras --output=out/quickstart.onnx
-KERAS_BACKEND=jax python -m ghostnet_keras.onnx_cli --width=1.0 \
+KERAS_BACKEND=jax python -m ghostnet_keras.cli.export_onnx --width=1.0 \
     --weights=ghostnet_100.safetensors --output=out/ghostnet_100.onnx
 ```
 """
@@ -16,11 +16,11 @@ from pathlib import Path
 import keras
 from absl import app, flags
 
-from ghostnet_keras import heads
-from ghostnet_keras.ghostnet import GhostNet
-from ghostnet_keras.keras_files import load_keras_file
-from ghostnet_keras.onnx_export import DEFAULT_ATOL, OnnxExportError, export_onnx
-from ghostnet_keras.weights import WeightsError
+from ghostnet_keras.export import contract as heads
+from ghostnet_keras.export.onnx import DEFAULT_ATOL, OnnxExportError, export_onnx
+from ghostnet_keras.models.ghostnet import GhostNet
+from ghostnet_keras.weights.keras_files import load_keras_file
+from ghostnet_keras.weights.loading import WeightsError
 
 
 def _define_flags() -> None:

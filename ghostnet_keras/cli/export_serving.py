@@ -5,8 +5,8 @@ ghostnet-export-serving --model=runs/quickstart/model.keras --export_base=/model
 ghostnet-export-serving --width=1.0 --weights=imagenet --export_base=/models/ghostnet --version=2
 ```
 
-Same as `python -m ghostnet_keras.serving_cli`; the export itself is
-`ghostnet_keras.serving.export_serving_model`.
+Same as `python -m ghostnet_keras.cli.export_serving`; the export itself is
+`ghostnet_keras.export.serving.export_serving_model`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 import keras
 from absl import app, flags
 
-from ghostnet_keras.keras_files import load_keras_file
-from ghostnet_keras.serving import DEFAULT_MODEL_NAME, DEFAULT_TOP_K, export_serving_model
+from ghostnet_keras.export.serving import DEFAULT_MODEL_NAME, DEFAULT_TOP_K, export_serving_model
+from ghostnet_keras.weights.keras_files import load_keras_file
 
 
 def define_flags() -> None:
@@ -90,7 +90,7 @@ def load_model_for_export(
         raise ValueError("Building a GhostNet for export needs both a width and weights.")
     if os.fspath(weights) != "imagenet" and not Path(weights).is_file():
         raise FileNotFoundError(f"No such weights file: {weights}")
-    from ghostnet_keras.ghostnet import GhostNet
+    from ghostnet_keras.models.ghostnet import GhostNet
 
     return GhostNet(
         width=width, weights=weights, classes=classes, input_shape=(None, None, 3),

@@ -23,13 +23,14 @@ import numpy as np
 
 from ghostnet_keras.backends import require_tensorflow
 
-require_tensorflow("The TF Serving export (ghostnet_keras.serving)")
+require_tensorflow("The TF Serving export (ghostnet_keras.export.serving)")
 
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
-from ghostnet_keras import heads, preprocessing  # noqa: E402
+from ghostnet_keras import preprocessing  # noqa: E402
 from ghostnet_keras.data_format import to_channels_last  # noqa: E402
+from ghostnet_keras.export import contract as heads  # noqa: E402
 from ghostnet_keras.synthetic_images import synthetic_image  # noqa: E402
 
 SERVING_SIGNATURE = "serving_default"

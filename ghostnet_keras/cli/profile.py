@@ -2,7 +2,7 @@
 
 ```
 ghostnet-profile --model=GhostNetV2_100 --input_size=224 --per_layer
-python -m ghostnet_keras.profile_cli --model=/path/to/model.keras --json
+python -m ghostnet_keras.cli.profile --model=/path/to/model.keras --json
 ```
 """
 
@@ -15,16 +15,16 @@ from collections.abc import Callable, Sequence
 import keras
 from absl import app, flags
 
-from ghostnet_keras.ghostnet import GhostNet050, GhostNet100, GhostNet130
-from ghostnet_keras.ghostnet_v2v3 import (
+from ghostnet_keras.analysis.profiler import profile
+from ghostnet_keras.models.ghost_resnet import GhostResNet50
+from ghostnet_keras.models.ghostnet import GhostNet050, GhostNet100, GhostNet130
+from ghostnet_keras.models.ghostnet_v2v3 import (
     GhostNetV2_100,
     GhostNetV2_130,
     GhostNetV2_160,
     GhostNetV3_100,
 )
-from ghostnet_keras.keras_files import load_keras_file
-from ghostnet_keras.profiler import profile
-from ghostnet_keras.resnet import GhostResNet50
+from ghostnet_keras.weights.keras_files import load_keras_file
 
 # Model constructors available by name; each takes keras.applications' `weights` and
 # `input_shape` arguments.

@@ -3,7 +3,7 @@
 Usage:
 
     ghostnet-convert --checkpoint=state_dict_73.98.pth --output=ghostnet_100.weights.h5
-    python -m ghostnet_keras.convert --checkpoint=model.safetensors --width=1.3 \
+    python -m ghostnet_keras.cli.convert_checkpoint --checkpoint=model.safetensors --width=1.3 \
         --output=ghostnet_130.keras
     ghostnet-convert --model=ghostnetv2 --width=1.3 --checkpoint=model.safetensors \
         --output=ghostnetv2_130.weights.h5
@@ -56,15 +56,15 @@ def convert_checkpoint(
         WeightsError: when the checkpoint does not fit a GhostNet of that width.
         ValueError: for an unreadable checkpoint or a bad output name.
     """
-    from ghostnet_keras.arguments import any_size_input_shape
-    from ghostnet_keras.checkpoints import read_state_dict
-    from ghostnet_keras.ghostnet import create_ghostnet
-    from ghostnet_keras.weights import (
+    from ghostnet_keras.models.arguments import any_size_input_shape
+    from ghostnet_keras.models.ghostnet import create_ghostnet
+    from ghostnet_keras.weights.loading import (
         WeightsError,
         load_reference_state_dict,
         timm_state_dict,
         write_weights_atomically,
     )
+    from ghostnet_keras.weights.torch_files import read_state_dict
 
     if model not in MODELS:
         raise ValueError(f"`model` must be one of {tuple(MODELS)}; received {model!r}.")
