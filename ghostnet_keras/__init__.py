@@ -47,8 +47,8 @@ _EXPORTS = {
     "GhostNetV3_130": "models.ghostnet_v2v3",
     "GhostNetV3_160": "models.ghostnet_v2v3",
     "decode_predictions": "imagenet",
-    "normalize_input": "imagenet",
-    "preprocess_input": "imagenet",
+    "normalize_input": "preprocessing",
+    "preprocess_input": "preprocessing",
     "NearestResize": "layers.nearest_resize",
     "ModelProfile": "analysis.profiler",
     "profile": "analysis.profiler",
@@ -61,8 +61,9 @@ __all__ = sorted(_EXPORTS)
 class _Package(types.ModuleType):
     """Keeps public names from being shadowed by a same-named submodule.
 
-    Importing `ghostnet_keras.ghostify` (the module) makes Python set the package's `ghostify`
-    attribute to that module; the public `ghostnet_keras.ghostify` is the function.
+    Importing a direct submodule makes Python set the package's attribute of that name to the
+    module; a public name (say `ghostify`, the function) must stay what it is, should a
+    top-level module of that name appear again (before issue 23, `ghostnet_keras/ghostify.py`).
     """
 
     def __setattr__(self, name: str, value: object) -> None:

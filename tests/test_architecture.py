@@ -83,3 +83,53 @@ def test_module_imports_have_no_cycle() -> None:
         if name not in state:
             visit(name, [name])
     assert cycles == []
+
+
+# Inside the core, by folder; each may import the ones before it (and its own folder). "" is
+# the top-level helpers (backends, data_format, preprocessing, imagenet, atomic_write, ...);
+# `cli` is a leaf: nothing in the core imports a command line.
+CORE_ORDER = ("", "layers", "weights", "models", "analysis", "export", "cli")
+
+
+def _core_folder(module: str) -> str | None:
+    """The core folder of `module` ("" for a top-level helper), None outside the core."""
+    parts = module.split(".")
+    if parts[0] != "ghostnet_keras" or len(parts) < 2 or parts[1] in ("tflite", "training"):
+        return None
+    return parts[1] if len(parts) > 2 or parts[1] in CORE_ORDER else ""
+
+
+def test_core_subpackages_import_one_way() -> None:
+    modules = _modules()
+    core = {name: path for name, path in modules.items() if _core_folder(name) is not None}
+    assert {_core_folder(name) for name in core} == set(CORE_ORDER), "a folder is missing"
+    upward = [
+        f"{name} imports {target}"
+        for name, path in core.items()
+        for target in _imports(path, modules)
+        if _core_folder(target) is not None
+        and CORE_ORDER.index(_core_folder(target)) > CORE_ORDER.index(_core_folder(name))
+    ]
+    assert upward == []
+
+
+def test_command_lines_are_leaves() -> None:
+    """No module outside a `cli` folder imports one (a console script is the end of a path)."""
+    modules = _modules()
+    into_cli = [
+        f"{name} imports {target}"
+        for name, path in modules.items() if ".cli" not in name
+        for target in _imports(path, modules) if ".cli." in target or target.endswith(".cli")
+    ]
+    assert into_cli == []
+
+
+def test_architecture_doc_names_every_folder_and_module() -> None:
+    """docs/architecture.md (the map for newcomers) names every folder and module file."""
+    text = (REPO_DIR / "docs" / "architecture.md").read_text()
+    missing = sorted(
+        str(path.relative_to(REPO_DIR)) for path in _modules().values()
+        if (f"`{path.name}`" not in text if path.name != "__init__.py"
+            else f"`{path.parent.name}/`" not in text)
+    )
+    assert missing == [], "add them to docs/architecture.md"

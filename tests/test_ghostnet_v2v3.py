@@ -353,12 +353,12 @@ def test_minimum_input_size_is_checked() -> None:
 
 def test_training_recipes_build_the_family() -> None:
     from ghostnet_keras.training.configs import get_config
-    from ghostnet_keras.training.models import build_model
+    from ghostnet_keras.training.models import build_training_model
 
     markers = {"ghostnetv2": "block3a_ghost1_attention", "ghostnetv3": "block1a_dw_add"}
     for family, marker in markers.items():
         config = get_config("quickstart", f"model={family},width=0.3,image_size=64")
-        model = build_model(config, num_classes=10)
+        model = build_training_model(config, num_classes=10)
         assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 10)
         assert model.get_layer("stem_conv").filters == 8
         model.get_layer(marker)  # the V2 gate / the V3 training-form branches

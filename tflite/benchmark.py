@@ -41,7 +41,7 @@ from ghostnet_keras.tflite.benchmark_models import (
     GPU_MODES,
     MODES,
     Entry,
-    build_model,
+    build_zoo_model,
 )
 from ghostnet_keras.tflite.benchmark_report import (
     environment,
@@ -68,14 +68,14 @@ def convert_entries(
         missing = [mode for mode in modes if not (reuse_converted and paths[mode].exists())]
         keras_model = None
         if missing:
-            keras_model = build_model(name, input_size)
+            keras_model = build_zoo_model(name, input_size)
             start = time.perf_counter()
             converted = conversion.convert_modes(  # one export for every mode
                 keras_model, missing, synthetic_images(num_calibration, input_size))
             write_atomically({paths[mode]: data for mode, data in converted.items()})
             log(f"converted {name} ({', '.join(missing)}) in {time.perf_counter() - start:.0f} s")
         if not (reuse_converted and cost_path.exists()):
-            result = profile(keras_model or build_model(name, input_size))
+            result = profile(keras_model or build_zoo_model(name, input_size))
             write_atomically({cost_path: json.dumps(
                 {"macs": result.macs, "params": result.params}) + "\n"})
         cost = json.loads(cost_path.read_text())

@@ -34,7 +34,7 @@ TARGETS = (
 )
 
 
-def build_model(name: str, input_size: int = 224) -> Any:
+def build_zoo_model(name: str, input_size: int = 224) -> Any:
     """Builds one of the benchmarked Keras 3 models, random weights, softmax head."""
     import keras
 

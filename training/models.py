@@ -17,7 +17,7 @@ MODELS = ("ghostnet", "ghostnetv2", "ghostnetv3", "ghost_resnet50", "vgg16", "gh
 GHOSTNET_VERSIONS = {"ghostnet": "v1", "ghostnetv2": "v2", "ghostnetv3": "v3"}
 
 
-def build_model(
+def build_training_model(
     config: TrainConfig, num_classes: int, classifier_activation: Any = None
 ) -> keras.Model:
     """The config's model for `num_classes`, taking RGB in [0, 255] at `image_size`."""

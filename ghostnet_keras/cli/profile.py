@@ -62,7 +62,7 @@ def define_flags() -> None:
     flags.DEFINE_boolean("json", False, "Print a JSON object instead of a table.")
 
 
-def build_model(
+def build_named_model(
     name_or_path: str, input_size: int, force_size: bool = True
 ) -> tuple[keras.Model, tuple[int, ...] | None]:
     """Builds a registered model or loads a `.keras` file.
@@ -101,8 +101,8 @@ def report(
     name_or_path: str, input_size: int, *, force_size: bool = True, per_layer: bool = False,
     as_json: bool = False,
 ) -> str:
-    """What the command prints: the profile of `build_model(...)` as a table or JSON."""
-    model, input_shape = build_model(name_or_path, input_size, force_size=force_size)
+    """What the command prints: the profile of `build_named_model(...)` as a table or JSON."""
+    model, input_shape = build_named_model(name_or_path, input_size, force_size=force_size)
     result = profile(model, input_shape)
     if as_json:
         return json.dumps(result.to_dict(per_layer=per_layer), indent=2)

@@ -29,7 +29,7 @@ from typing import Any
 
 import keras
 
-from ghostnet_keras.layout import channel_axis, resolve_data_format
+from ghostnet_keras.data_format import channel_axis, resolve_data_format
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9

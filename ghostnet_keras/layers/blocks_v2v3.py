@@ -23,6 +23,7 @@ from types import ModuleType
 
 import keras
 
+from ghostnet_keras.data_format import resolve_data_format
 from ghostnet_keras.layers.blocks import (
     Tensor,
     _conv_padding,
@@ -31,7 +32,6 @@ from ghostnet_keras.layers.blocks import (
     depthwise_bn,
     ghost_module,
 )
-from ghostnet_keras.layout import resolve_data_format
 
 # Parallel conv-BN branches of each GhostNetV3 re-parameterisable conv (timm's num_conv_branches).
 V3_BRANCHES = 3

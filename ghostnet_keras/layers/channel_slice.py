@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from ghostnet_keras.layout import resolve_data_format
+from ghostnet_keras.data_format import resolve_data_format
 
 
 @keras.saving.register_keras_serializable(package="ghostnet_keras")

@@ -8,7 +8,7 @@ from typing import Any
 
 import keras
 
-from ghostnet_keras.layout import channel_axis, resolve_data_format
+from ghostnet_keras.data_format import channel_axis, resolve_data_format
 
 MIN_SIZE = 32
 
@@ -159,20 +159,3 @@ def pooled_classifier(
     if pooling == "max":
         return layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
     return x
-
-
-def normalization_layer(
-    layers: ModuleType = keras.layers, channels: int = 3, data_format: str | None = None
-) -> Any:
-    """The reference ImageNet normalisation as one `Rescaling` layer (values in [0, 255]).
-
-    3 channels: RGB with the ImageNet mean/std; any other count: every channel with the mean
-    of the three means and of the three stds (`imagenet.normalization_constants`). The
-    constants are shaped to broadcast on the channel axis of `data_format`.
-    """
-    from ghostnet_keras import imagenet
-
-    scale, offset = imagenet.normalization_constants(channels)
-    if resolve_data_format(data_format, layers) == "channels_first":
-        scale, offset = [[[v]] for v in scale], [[[v]] for v in offset]
-    return layers.Rescaling(scale=scale, offset=offset, name="preprocessing")

@@ -19,8 +19,8 @@ from typing import Any
 
 import keras
 
+from ghostnet_keras.data_format import channel_axis, resolve_data_format
 from ghostnet_keras.layers.blocks import batch_norm
-from ghostnet_keras.layout import channel_axis, resolve_data_format
 from ghostnet_keras.models.ghostify import ghostify
 
 VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",

@@ -13,18 +13,18 @@ from typing import Any
 
 import keras
 
+from ghostnet_keras.data_format import channel_axis, resolve_data_format
 from ghostnet_keras.layers.blocks import batch_norm
-from ghostnet_keras.layout import channel_axis, resolve_data_format
 from ghostnet_keras.models.arguments import (
     image_input,
     model_inputs,
-    normalization_layer,
     pooled_classifier,
     validate_head,
     validate_input_shape,
     validate_weights_path,
 )
 from ghostnet_keras.models.ghostify import ghostify
+from ghostnet_keras.preprocessing import normalization_layer
 
 # (blocks, bottleneck width) per stage; output channels are 4x the width.
 RESNET50_STAGES = ((3, 64), (4, 128), (6, 256), (3, 512))

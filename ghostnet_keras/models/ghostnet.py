@@ -14,18 +14,18 @@ from typing import Any, NamedTuple
 import keras
 
 from ghostnet_keras import imagenet
+from ghostnet_keras.data_format import channel_axis, resolve_data_format
 from ghostnet_keras.layers.blocks import conv_bn, ghost_bottleneck, make_divisible
 from ghostnet_keras.layers.blocks_v2v3 import bottleneck_parts
-from ghostnet_keras.layout import channel_axis, resolve_data_format
 from ghostnet_keras.models.arguments import (
     MIN_SIZE,
     image_input,
     model_inputs,
-    normalization_layer,
     validate_head,
     validate_input_shape,
     validate_weights_path,
 )
+from ghostnet_keras.preprocessing import normalization_layer
 from ghostnet_keras.weights.loading import (
     IMAGENET_VARIANTS,
     imagenet_variant,
