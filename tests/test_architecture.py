@@ -103,7 +103,10 @@ def _core_folder(module: str) -> str | None:
 def test_core_subpackages_import_one_way() -> None:
     modules = _modules()
     core = {name: path for name, path in modules.items() if _core_folder(name) is not None}
-    assert {_core_folder(name) for name in core} == set(CORE_ORDER), "a folder is missing"
+    folders = {_core_folder(name) for name in core}
+    assert folders == set(CORE_ORDER), (
+        f"core folders {sorted(folders)} != CORE_ORDER: give a new folder its place in the order"
+    )
     upward = [
         f"{name} imports {target}"
         for name, path in core.items()
