@@ -32,7 +32,7 @@ main: $(VENV)/.installed-$(EXTRAS)
 	-tools/install_software_gpu.sh
 	-tools/make_mediapipe_venv.sh
 	-tools/install_arm64_runtime.sh
-	$(PY) -m ghostnet_keras.training.pipeline --output_dir $(OUTPUT_DIR) --model $(MODEL)
+	$(PY) -m ghostnet_keras.training.main_job --output_dir $(OUTPUT_DIR) --model $(MODEL)
 
 test: $(VENV)/.installed-$(EXTRAS)
 	-tools/install_software_gpu.sh

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tensorflow as tf
 
-from ghostnet_keras import serving
-from ghostnet_keras.ghostnet import GhostNet
+from ghostnet_keras.export import serving
+from ghostnet_keras.models.ghostnet import GhostNet
 from ghostnet_keras.synthetic_images import synthetic_image
 from tests.test_serving import SessionServer, _jpeg, _png, peaked_classifier
 from tests.test_serving_hostile import (

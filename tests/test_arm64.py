@@ -199,7 +199,7 @@ def test_arm64_bad_input_gets_a_clear_error(runtime, exported, images, tmp_path)
 
 def test_arm64_columns_in_the_main_job_summary(tmp_path: Path) -> None:
     """The summary's arm64 LiteRT cell: top-1 (range over CPUs), worst difference and steps."""
-    from ghostnet_keras.training.pipeline import Pipeline
+    from ghostnet_keras.training.main_job import Pipeline
 
     def write(name: str, content: object) -> None:
         path = tmp_path / name

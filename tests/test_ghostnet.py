@@ -11,7 +11,7 @@ import pytest
 
 import ghostnet_keras
 from ghostnet_keras import GhostNet, make_divisible
-from ghostnet_keras.ghostnet import STAGES
+from ghostnet_keras.models.ghostnet import STAGES
 from ghostnet_keras.synthetic_images import synthetic_images
 from tests.peaked_models import peaked_ghostnet
 

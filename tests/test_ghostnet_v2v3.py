@@ -28,9 +28,9 @@ from ghostnet_keras import (
     feature_extractor,
     reparameterize,
 )
-from ghostnet_keras import weights as weights_module
-from ghostnet_keras.ghostnet import STAGES
-from ghostnet_keras.weights import WeightsError, reference_layout
+from ghostnet_keras.models.ghostnet import STAGES
+from ghostnet_keras.weights import loading as weights_module
+from ghostnet_keras.weights.loading import WeightsError, reference_layout
 
 from .conftest import REFERENCE_DIR, TEST_DATA_DIR, unavailable
 
@@ -325,14 +325,15 @@ def test_feature_extractor_and_keras_file(compact_v2: keras.Model, tmp_path: Pat
 def test_keras_file_loads_in_a_fresh_process(compact_v2: keras.Model, tmp_path: Path,
                                              order: str) -> None:
     """`import ghostnet_keras` is enough for `keras.saving.load_model` to find NearestResize
-    when Keras is imported first; `ghostnet_keras.keras_files.load_keras_file` always."""
+    when Keras is imported first; `ghostnet_keras.weights.keras_files.load_keras_file` always."""
     compact_v2.save(tmp_path / "v2.keras")
     images = np.load(TEST_DATA_DIR / "ghostnetv2_010_expected.npz")["nonsquare/images"]
     np.save(tmp_path / "x.npy", images)
     np.save(tmp_path / "y.npy", _predict(compact_v2, images))
     imports = ("import keras\nimport ghostnet_keras\nload = keras.saving.load_model\n"
                if order == "keras first" else
-               "import ghostnet_keras\nfrom ghostnet_keras.keras_files import load_keras_file"
+               "import ghostnet_keras\n"
+               "from ghostnet_keras.weights.keras_files import load_keras_file"
                " as load\n")
     script = (
         "import sys, numpy as np\n" + imports +
@@ -370,12 +371,12 @@ def test_minimum_input_size_is_checked() -> None:
 
 def test_training_recipes_build_the_family() -> None:
     from ghostnet_keras.training.configs import get_config
-    from ghostnet_keras.training.models import build_model
+    from ghostnet_keras.training.models import build_training_model
 
     markers = {"ghostnetv2": "block3a_ghost1_attention", "ghostnetv3": "block1a_dw_add"}
     for family, marker in markers.items():
         config = get_config("quickstart", f"model={family},width=0.3,image_size=64")
-        model = build_model(config, num_classes=10)
+        model = build_training_model(config, num_classes=10)
         assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 10)
         assert model.get_layer("stem_conv").filters == 8
         model.get_layer(marker)  # the V2 gate / the V3 training-form branches
@@ -393,7 +394,7 @@ def test_fused_batch_norm_copy_keeps_the_outputs(compact_v2: keras.Model) -> Non
 
 @pytest.mark.slow
 def test_convert_checkpoint_to_keras_weights(compact_v2: keras.Model, tmp_path: Path) -> None:
-    from ghostnet_keras.convert import convert_checkpoint
+    from ghostnet_keras.cli.convert_checkpoint import convert_checkpoint
 
     output = convert_checkpoint(TEST_DATA_DIR / "ghostnetv2_010.safetensors",
                                 tmp_path / "v2.weights.h5", width=0.1, model="ghostnetv2")
@@ -412,8 +413,8 @@ def test_tf_keras_twin_from_the_same_definition(compact_v2: keras.Model) -> None
     # The QAT path builds the same graph with tf_keras.layers; weights copy by layer name.
     import tf_keras
 
-    from ghostnet_keras.ghostnet import build_ghostnet
-    from ghostnet_keras.weights import copy_weights_by_name
+    from ghostnet_keras.models.ghostnet import build_ghostnet
+    from ghostnet_keras.weights.loading import copy_weights_by_name
 
     twin = build_ghostnet(width=0.1, classes=10, classifier_activation=None,
                           input_shape=(None, None, 3), keras_module=tf_keras, version="v2")

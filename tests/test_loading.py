@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from ghostnet_keras import GhostNet, GhostNetV2, GhostNetV3, reparameterize
-from ghostnet_keras import weights as weights_module
-from ghostnet_keras.weights import (
+from ghostnet_keras.weights import loading as weights_module
+from ghostnet_keras.weights.loading import (
     WeightsError,
     copy_weights_by_name,
     is_training_form,

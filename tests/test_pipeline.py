@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ghostnet_keras.training.pipeline import Pipeline
+from ghostnet_keras.training.main_job import Pipeline
 from ghostnet_keras.training.stages import Stage, StageRunner
 
 

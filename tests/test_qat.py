@@ -178,7 +178,7 @@ def test_qat_finetune_saves_and_converts_to_int8_tflite(qat, quickstart_dir, tmp
     from ghostnet_keras.tflite.conversion import signature_with_batch
     from ghostnet_keras.tflite.verify import float_compute_ops
     from ghostnet_keras.tflite.xnnpack import partitioning
-    from ghostnet_keras.training import data
+    from ghostnet_keras.training import input_pipeline as data
     from ghostnet_keras.training.configs import get_config
     from ghostnet_keras.training.loop import DataSource, Trainer
 
@@ -287,7 +287,7 @@ def test_ghostnet_v2_v3_quantize_to_integer_only_int8(qat, version) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
     import ghostnet_keras
-    from ghostnet_keras.nearest_resize import tf_keras_nearest_resize
+    from ghostnet_keras.layers.nearest_resize import tf_keras_nearest_resize
     from ghostnet_keras.tflite.verify import float_compute_ops
     from ghostnet_keras.tflite.xnnpack import partitioning
 

@@ -25,8 +25,11 @@ from tests.conftest import require_module
 require_module("tensorflow_serving.apis", "needs the serving extra (tensorflow-serving-api)")
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from ghostnet_keras import heads, imagenet, preprocessing, serving, serving_cli
-from ghostnet_keras.ghostnet import GhostNet
+from ghostnet_keras import imagenet, preprocessing
+from ghostnet_keras.cli import export_serving as serving_cli
+from ghostnet_keras.export import contract as heads
+from ghostnet_keras.export import serving
+from ghostnet_keras.models.ghostnet import GhostNet
 from ghostnet_keras.synthetic_images import synthetic_image
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -635,7 +638,7 @@ def test_cli_subprocess_exports_ghostnet_keras_file(ghostnet, loaded, tmp_path, 
     base = tmp_path / "export"
     env = {**os.environ, "PYTHONPATH": os.fspath(REPO_DIR), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, "-m", "ghostnet_keras.serving_cli", f"--model={model_path}",
+        [sys.executable, "-m", "ghostnet_keras.cli.export_serving", f"--model={model_path}",
          f"--export_base={base}", "--version=2", "--top_k=3"],
         capture_output=True, text=True, env=env, cwd=REPO_DIR, timeout=600,
     )

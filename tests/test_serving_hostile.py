@@ -27,8 +27,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image  # the dev extra: animated GIFs, CMYK JPEGs, an independent decoder
 
-from ghostnet_keras import image_header, preprocessing, serving
-from ghostnet_keras.ghostnet import GhostNet
+from ghostnet_keras import preprocessing
+from ghostnet_keras.export import image_header, serving
+from ghostnet_keras.models.ghostnet import GhostNet
 from ghostnet_keras.synthetic_images import synthetic_image
 
 from .test_serving import SessionServer, _jpeg, _png, peaked_classifier

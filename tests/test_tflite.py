@@ -163,8 +163,8 @@ def test_int8_tflite_agrees_with_keras_on_the_held_out_digits(
     """Post-training int8 (uint8 in and out, as the main job ships it) of the quickstart model
     trained for 3 epochs, calibrated on 200 training digits, through LiteRT: the same top-1 as
     Keras on >= 98% of the 500 held-out digits."""
-    from ghostnet_keras.keras_files import load_keras_file
-    from ghostnet_keras.training.pipeline import digit_images, tflite_predict
+    from ghostnet_keras.training.main_job import digit_images, tflite_predict
+    from ghostnet_keras.weights.keras_files import load_keras_file
 
     run, _ = quickstart_run
     model = load_keras_file(run / "model.keras")
@@ -367,7 +367,7 @@ def test_int8_cli_calibrates_a_non_square_ghostnet_from_a_folder(tmp_path: Path)
     GhostNet(width=0.5, input_shape=(128, 96, 3), classes=10).save(model_path)
     output = tmp_path / "out" / "ghostnet_128x96_int8.tflite"
     result = subprocess.run(
-        [sys.executable, "-m", "ghostnet_keras.tflite.convert", f"--model={model_path}",
+        [sys.executable, "-m", "ghostnet_keras.tflite.cli.convert", f"--model={model_path}",
          "--mode=int8", "--io=uint8", f"--representative={folder}", "--num_calibration=4",
          "--nocheck_gpu", f"--output={output}"],
         capture_output=True, text=True, env=_subprocess_env(), cwd=REPO_DIR, timeout=600,
@@ -394,7 +394,7 @@ def test_convert_cli_writes_three_files(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "ghostnet_keras.tflite.convert",
+            "ghostnet_keras.tflite.cli.convert",
             f"--model={model_path}",
             "--mode=fp32",
             f"--output={output}",
@@ -430,7 +430,7 @@ def test_convert_cli_writes_three_files(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "ghostnet_keras.tflite.convert",
+            "ghostnet_keras.tflite.cli.convert",
             f"--model={model_path}",
             "--mode=int8",
             f"--output={tmp_path / 'bad' / 'x.tflite'}",

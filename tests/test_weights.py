@@ -13,9 +13,13 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from ghostnet_keras import GhostNet
-from ghostnet_keras import weights as weights_module
-from ghostnet_keras.convert import convert_checkpoint
-from ghostnet_keras.weights import WeightsError, load_ghostnet_weights, reference_module_path
+from ghostnet_keras.cli.convert_checkpoint import convert_checkpoint
+from ghostnet_keras.weights import loading as weights_module
+from ghostnet_keras.weights.loading import (
+    WeightsError,
+    load_ghostnet_weights,
+    reference_module_path,
+)
 
 from .conftest import COMPACT_CLASSES, COMPACT_WEIGHTS, COMPACT_WIDTH, TEST_DATA_DIR, WIDTH_TAGS
 
@@ -175,7 +179,7 @@ def test_keras_weight_files_with_and_without_top(reference_dir: Path, tmp_path: 
 def test_converter_cli(reference_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "out" / "ghostnet_050.weights.h5"
     result = subprocess.run(
-        [sys.executable, "-m", "ghostnet_keras.convert",
+        [sys.executable, "-m", "ghostnet_keras.cli.convert_checkpoint",
          f"--checkpoint={reference_dir / 'ghostnet_050.pth'}", "--width=0.5",
          f"--output={output}"],
         capture_output=True, text=True, check=False, timeout=300,

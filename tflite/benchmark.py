@@ -31,8 +31,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-from ghostnet_keras import cli
-from ghostnet_keras.files import write_atomically
+from ghostnet_keras.atomic_write import write_atomically
+from ghostnet_keras.cli import runner as cli
 from ghostnet_keras.synthetic_images import synthetic_images
 from ghostnet_keras.tflite import conversion, gpu, latency, xnnpack
 from ghostnet_keras.tflite.benchmark_models import (
@@ -42,7 +42,7 @@ from ghostnet_keras.tflite.benchmark_models import (
     GPU_MODES,
     MODES,
     Entry,
-    build_model,
+    build_zoo_model,
 )
 from ghostnet_keras.tflite.benchmark_report import (
     environment,
@@ -69,14 +69,14 @@ def convert_entries(
         missing = [mode for mode in modes if not (reuse_converted and paths[mode].exists())]
         keras_model = None
         if missing:
-            keras_model = build_model(name, input_size)
+            keras_model = build_zoo_model(name, input_size)
             start = time.perf_counter()
             converted = conversion.convert_modes(  # one export for every mode
                 keras_model, missing, synthetic_images(num_calibration, input_size))
             write_atomically({paths[mode]: data for mode, data in converted.items()})
             log(f"converted {name} ({', '.join(missing)}) in {time.perf_counter() - start:.0f} s")
         if not (reuse_converted and cost_path.exists()):
-            result = profile(keras_model or build_model(name, input_size))
+            result = profile(keras_model or build_zoo_model(name, input_size))
             write_atomically({cost_path: json.dumps(
                 {"macs": result.macs, "params": result.params}) + "\n"})
         cost = json.loads(cost_path.read_text())

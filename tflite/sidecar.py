@@ -1,7 +1,7 @@
 """What travels with a `.tflite`: the JSON sidecar (input contract, cost, ops) and labels.
 
 The labels file and the sidecar are named after the `.tflite` (`x.labels.txt`, `x.json`) and
-written by the writer every export shares (`ghostnet_keras.export_sidecar`).
+written by the writer every export shares (`ghostnet_keras.export.sidecar`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ghostnet_keras import export_sidecar
-from ghostnet_keras.export_sidecar import NORMALISES_INTERNALLY
+from ghostnet_keras.export import sidecar as export_sidecar
+from ghostnet_keras.export.sidecar import NORMALISES_INTERNALLY
 from ghostnet_keras.tflite import inventory, metadata
 from ghostnet_keras.tflite.conversion import is_keras3_model
 

@@ -8,7 +8,7 @@
 
 Evaluation preprocessing is the reference one (resize the shorter side to 256 with bicubic
 interpolation, centre crop 224, for `--image_size=224`), from the training input pipeline.
-The model flags are `ghostnet_keras.model_flags`'s (as in the export commands).
+The model flags are `ghostnet_keras.cli.model_flags`'s (as in the export commands).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from ghostnet_keras import cli, model_flags
+from ghostnet_keras.cli import model_flags
+from ghostnet_keras.cli import runner as cli
 from ghostnet_keras.training.onednn import prefer_onednn
 
 FLAGS = flags.FLAGS
@@ -48,7 +49,8 @@ def evaluate_model(
     """Returns `{"top1": ..., "top5": ..., "examples": n}` of `model` on the eval split."""
     import numpy as np
 
-    from ghostnet_keras.training import data, datasets
+    from ghostnet_keras.training import datasets
+    from ghostnet_keras.training import input_pipeline as data
 
     info = datasets.dataset_info(dataset, data_dir=data_dir, manual_dir=manual_dir, folder=folder)
     split = split or info.eval_split

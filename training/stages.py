@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ghostnet_keras.files import write_atomically
+from ghostnet_keras.atomic_write import write_atomically
 
 Outputs = dict[str, Path]
 # A stage function: (its folder, the outputs of the stages it reads by stage name) -> outputs.

@@ -22,7 +22,7 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from ghostnet_keras import cli
+from ghostnet_keras.cli import runner as cli
 from ghostnet_keras.training.configs import RECIPES
 from ghostnet_keras.training.onednn import prefer_onednn
 from ghostnet_keras.training.strategy import STRATEGIES
