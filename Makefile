@@ -18,7 +18,7 @@ BACKEND_PYTHONS = GHOSTNET_PYTHON_TENSORFLOW=$(abspath $(PY)) \
 	GHOSTNET_PYTHON_JAX=$(abspath .venv-jax/bin/python) \
 	GHOSTNET_PYTHON_TORCH=$(abspath .venv-torch/bin/python)
 
-.PHONY: main test test-jax test-torch lint clean software-gpu mediapipe-venv
+.PHONY: main test test-jax test-torch lint clean software-gpu mediapipe-venv arm64-runtime
 
 $(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,11 +31,13 @@ $(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
 main: $(VENV)/.installed-$(EXTRAS)
 	-tools/install_software_gpu.sh
 	-tools/make_mediapipe_venv.sh
-	$(PY) -m ghostnet_keras.training.pipeline --output_dir $(OUTPUT_DIR) --model $(MODEL)
+	-tools/install_arm64_runtime.sh
+	$(PY) -m ghostnet_keras.training.main_job --output_dir $(OUTPUT_DIR) --model $(MODEL)
 
 test: $(VENV)/.installed-$(EXTRAS)
 	-tools/install_software_gpu.sh
 	-tools/make_mediapipe_venv.sh
+	-tools/install_arm64_runtime.sh
 	tools/make_backend_venv.sh jax
 	$(PY) -m ruff check .
 	$(BACKEND_PYTHONS) $(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile
@@ -56,6 +58,12 @@ software-gpu:
 # conflicts with tfmot's. Idempotent; needs libEGL.so.1 / libGLESv2.so.2 (libegl1, libgles2).
 mediapipe-venv:
 	tools/make_mediapipe_venv.sh
+
+# The arm64 builds of LiteRT and MediaPipe (what Android apps run), emulated by qemu-user 10 on
+# x86 (an arm64 Python 3.11 sysroot and the aarch64 wheels, in ~/.cache/ghostnet_keras/arm64;
+# nothing installed system-wide); on an arm64 host a native venv. Idempotent.
+arm64-runtime:
+	tools/install_arm64_runtime.sh
 
 clean:
 	rm -rf $(VENV) .venv-jax .venv-torch .venv-mediapipe runs .pytest_cache

@@ -17,8 +17,8 @@ import keras
 from absl import app, flags
 
 import ghostnet_keras
-from ghostnet_keras import cifar
-from ghostnet_keras.resnet import GhostResNet50, resnet50_v15
+from ghostnet_keras.models import cifar
+from ghostnet_keras.models.ghost_resnet import GhostResNet50, resnet50_v15
 
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean("json", False, "Print JSON rows instead of markdown tables.")

@@ -5,7 +5,7 @@
 
 Builds GhostNet (random weights unless `--weights`; latency does not depend on them) at
 `--input_size`, converts it to fp32 `.tflite` (`ghostnet_keras.tflite.conversion`, XNNPACK)
-and exports it to ONNX on the TensorFlow backend (`ghostnet_keras.onnx_export`, tf2onnx,
+and exports it to ONNX on the TensorFlow backend (`ghostnet_keras.export.onnx`, tf2onnx,
 checked against Keras), then times every runtime in interleaved blocks in this one process
 (`ghostnet_keras.tflite.latency`'s timer: load changes on a shared machine hit all alike) and
 prints a Markdown table with the CPU model and its vector flags.
@@ -73,7 +73,8 @@ def main() -> None:
 
     import keras
 
-    from ghostnet_keras import GhostNet, onnx_export
+    from ghostnet_keras import GhostNet
+    from ghostnet_keras.export import onnx as onnx_export
     from ghostnet_keras.tflite import conversion, latency
 
     if keras.backend.backend() != "tensorflow":

@@ -11,7 +11,7 @@ Measures, in one run on this machine:
   (`TF_ENABLE_ONEDNN_OPTS=0`), XLA off,
   and with oneDNN and XLA on;
 - the input pipeline's images/s (in this process, TensorFlow's default CPU kernels;
-  `ghostnet_keras.training.data.build_dataset`, ImageNet training
+  `ghostnet_keras.training.input_pipeline.build_dataset`, ImageNet training
   augmentation: decode-and-crop JPEG, flip, colour jitter) on ImageNet-sized JPEGs (500 x 375,
   quality 90) written to a temporary image folder;
 - timm's `ghostnet_100` training images/s at the same batch and size (SGD, label smoothing),
@@ -118,7 +118,7 @@ def pipeline_images_per_s() -> float:
     import numpy as np
     import tensorflow as tf
 
-    from ghostnet_keras.training import data
+    from ghostnet_keras.training import input_pipeline as data
 
     with tempfile.TemporaryDirectory() as folder:
         rng = np.random.default_rng(0)

@@ -18,42 +18,42 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _EXPORTS = {
-    "FusedBatchNormalization": "batch_norm",
-    "with_fused_batch_norm": "batch_norm",
-    "ghost_bottleneck": "blocks",
-    "ghost_module": "blocks",
-    "hard_sigmoid_gate": "blocks",
-    "make_divisible": "blocks",
-    "squeeze_excite": "blocks",
-    "dfc_attention": "blocks_v2v3",
-    "ghost_module_v2": "blocks_v2v3",
-    "ghost_module_v3": "blocks_v2v3",
-    "ChannelSlice": "channel_slice",
+    "FusedBatchNormalization": "layers.batch_norm",
+    "with_fused_batch_norm": "layers.batch_norm",
+    "ghost_bottleneck": "layers.blocks",
+    "ghost_module": "layers.blocks",
+    "hard_sigmoid_gate": "layers.blocks",
+    "make_divisible": "layers.blocks",
+    "squeeze_excite": "layers.blocks",
+    "dfc_attention": "layers.blocks_v2v3",
+    "ghost_module_v2": "layers.blocks_v2v3",
+    "ghost_module_v3": "layers.blocks_v2v3",
+    "ChannelSlice": "layers.channel_slice",
     "to_channels_last": "data_format",
     "to_data_format": "data_format",
-    "ghostify": "ghostify",
-    "GhostNet": "ghostnet",
-    "GhostNet050": "ghostnet",
-    "GhostNet100": "ghostnet",
-    "GhostNet130": "ghostnet",
-    "feature_extractor": "ghostnet",
-    "GhostNetV2": "ghostnet_v2v3",
-    "GhostNetV2_100": "ghostnet_v2v3",
-    "GhostNetV2_130": "ghostnet_v2v3",
-    "GhostNetV2_160": "ghostnet_v2v3",
-    "GhostNetV3": "ghostnet_v2v3",
-    "GhostNetV3_050": "ghostnet_v2v3",
-    "GhostNetV3_100": "ghostnet_v2v3",
-    "GhostNetV3_130": "ghostnet_v2v3",
-    "GhostNetV3_160": "ghostnet_v2v3",
+    "ghostify": "models.ghostify",
+    "GhostNet": "models.ghostnet",
+    "GhostNet050": "models.ghostnet",
+    "GhostNet100": "models.ghostnet",
+    "GhostNet130": "models.ghostnet",
+    "feature_extractor": "models.ghostnet",
+    "GhostNetV2": "models.ghostnet_v2v3",
+    "GhostNetV2_100": "models.ghostnet_v2v3",
+    "GhostNetV2_130": "models.ghostnet_v2v3",
+    "GhostNetV2_160": "models.ghostnet_v2v3",
+    "GhostNetV3": "models.ghostnet_v2v3",
+    "GhostNetV3_050": "models.ghostnet_v2v3",
+    "GhostNetV3_100": "models.ghostnet_v2v3",
+    "GhostNetV3_130": "models.ghostnet_v2v3",
+    "GhostNetV3_160": "models.ghostnet_v2v3",
     "decode_predictions": "imagenet",
-    "normalize_input": "imagenet",
-    "preprocess_input": "imagenet",
-    "NearestResize": "nearest_resize",
-    "ModelProfile": "profiler",
-    "profile": "profiler",
-    "reparameterize": "reparameterize",
-    "GhostResNet50": "resnet",
+    "normalize_input": "preprocessing",
+    "preprocess_input": "preprocessing",
+    "NearestResize": "layers.nearest_resize",
+    "ModelProfile": "analysis.profiler",
+    "profile": "analysis.profiler",
+    "reparameterize": "models.reparameterize",
+    "GhostResNet50": "models.ghost_resnet",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -61,8 +61,9 @@ __all__ = sorted(_EXPORTS)
 class _Package(types.ModuleType):
     """Keeps public names from being shadowed by a same-named submodule.
 
-    Importing `ghostnet_keras.ghostify` (the module) makes Python set the package's `ghostify`
-    attribute to that module; the public `ghostnet_keras.ghostify` is the function.
+    Importing a direct submodule makes Python set the package's attribute of that name to the
+    module; a public name (say `ghostify`, the function) must stay what it is, should a
+    top-level module of that name appear again (before issue 23, `ghostnet_keras/ghostify.py`).
     """
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -75,7 +76,7 @@ sys.modules[__name__].__class__ = _Package
 
 
 def _register_serializable_layers() -> None:
-    importlib.import_module("ghostnet_keras.keras_files")  # registers the custom layers
+    importlib.import_module("ghostnet_keras.weights.keras_files")  # registers the custom layers
 
 
 if "keras" in sys.modules:  # Keras (and its backend) is loaded already: nothing to defer

@@ -1,4 +1,9 @@
-"""`to_channels_last` / `to_data_format`: the same model, weights included, in another layout.
+"""Data formats: the channel axis of an image tensor, and the same model in another layout.
+
+`resolve_data_format` / `channel_axis` answer which axis holds the channels, for Keras 3 and
+tf_keras (each keeps its own `image_data_format()` setting).
+
+`to_channels_last` / `to_data_format` give the same model, weights included, in another layout.
 
 GhostNet (and the other models here) follow `keras.config.image_data_format()` when built.
 Some consumers need channels-last: TFLite, TF Serving signatures, tfmot quantization-aware
@@ -16,12 +21,14 @@ reshaped; elementwise layers need nothing. Any other layer whose meaning depends
 from __future__ import annotations
 
 import copy
+import importlib
+from types import ModuleType
 from typing import Any
 
 import keras
 import numpy as np
 
-from ghostnet_keras.layout import DATA_FORMATS
+DATA_FORMATS = ("channels_last", "channels_first")
 
 # Layers whose computation does not depend on the layout of a 4D tensor (elementwise, or
 # equal on a permuted tensor).
@@ -36,6 +43,28 @@ _AXIS_MAP = {
     ("channels_first", "channels_last"): {0: 0, 1: 3, 2: 1, 3: 2},
     ("channels_last", "channels_first"): {0: 0, 3: 1, 1: 2, 2: 3},
 }
+
+
+def resolve_data_format(data_format: str | None, layers: ModuleType = keras.layers) -> str:
+    """`data_format`, checked; `None` gives the default of the Keras that `layers` belongs to.
+
+    `keras.layers` -> `keras.config.image_data_format()`, `tf_keras.layers` ->
+    `tf_keras.backend.image_data_format()`: each Keras keeps its own setting.
+    """
+    if data_format is None:
+        package = importlib.import_module(layers.__name__.partition(".")[0])
+        data_format = package.backend.image_data_format()
+    if data_format not in DATA_FORMATS:
+        raise ValueError(
+            f"`data_format` must be one of {DATA_FORMATS} (or None for the global setting); "
+            f"received {data_format!r}."
+        )
+    return data_format
+
+
+def channel_axis(data_format: str) -> int:
+    """The channel axis of a 4D tensor in `data_format`: 1 (channels first) or -1."""
+    return 1 if data_format == "channels_first" else -1
 
 
 def to_channels_last(model: keras.Model) -> keras.Model:

@@ -19,8 +19,9 @@ import keras
 import numpy as np
 import pytest
 
-from ghostnet_keras import GhostNet, onnx_cli, onnx_export, with_fused_batch_norm
+from ghostnet_keras import GhostNet, with_fused_batch_norm
 from ghostnet_keras.backends import BACKENDS, BackendError
+from ghostnet_keras.export import onnx as onnx_export
 
 from . import backend_worker
 from .conftest import REPO_DIR
@@ -85,8 +86,9 @@ def test_fine_tune_with_fit_lowers_the_loss() -> None:
 
 
 def test_model_library_builds_runs_and_profiles_here() -> None:
-    from ghostnet_keras import cifar, feature_extractor, profile
-    from ghostnet_keras.ghostify import ghostify  # the package attribute can be the module
+    from ghostnet_keras import feature_extractor, profile
+    from ghostnet_keras.models import cifar
+    from ghostnet_keras.models.ghostify import ghostify  # the package attribute can be the module
 
     stats = profile(GhostNet(width=0.5))
     assert (stats.params_without_bn_stats, round(stats.macs / 1e4)) == (2_587_292, 4233)
@@ -159,7 +161,7 @@ def test_onnx_export_of_the_reference_weights_matches_the_oracle(
     output = tmp_path / "ghostnet_050.onnx"
     sidecar = onnx_export.export_onnx(model, output, dynamic_batch=False)
     assert sidecar["dynamic_batch"] is False
-    assert (tmp_path / "labels.txt").read_text().splitlines()[0] == "tench"
+    assert (tmp_path / "ghostnet_050.labels.txt").read_text().splitlines()[0] == "tench"
     logits = np.concatenate([_run_onnx(output, image[None]) for image in oracle["images"]])
     np.testing.assert_allclose(logits, oracle["logits"], rtol=0, atol=PARITY_ATOL)
 
@@ -186,10 +188,6 @@ def test_onnx_bad_arguments_are_named(small_model: keras.Model, tmp_path: Path) 
     _onnx_ready()
     with pytest.raises(onnx_export.OnnxExportError, match="input_size"):
         onnx_export.export_onnx(anysize, tmp_path / "anysize.onnx")
-    with pytest.raises(onnx_export.OnnxExportError, match="exactly one of --model and --width"):
-        onnx_cli.load_model(None, None, None, 224)
-    with pytest.raises(onnx_export.OnnxExportError, match=r"existing \.keras file"):
-        onnx_cli.load_model(str(tmp_path / "missing.keras"), None, None, 224)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -202,7 +200,7 @@ def test_onnx_command_line_exports_a_keras_file_with_a_dynamic_batch(
     _onnx_ready()
     small_model.save(tmp_path / "small.keras")
     output = tmp_path / "out" / "small.onnx"
-    command = [sys.executable, "-m", "ghostnet_keras.onnx_cli",
+    command = [sys.executable, "-m", "ghostnet_keras.cli.export_onnx",
                f"--model={tmp_path / 'small.keras'}", f"--output={output}"]
     environment = {**os.environ, "KERAS_BACKEND": BACKEND}
     result = subprocess.run(command, cwd=REPO_DIR, env=environment, capture_output=True,
@@ -210,7 +208,7 @@ def test_onnx_command_line_exports_a_keras_file_with_a_dynamic_batch(
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"backend={BACKEND} opset=" in result.stdout
     assert sorted(p.name for p in output.parent.iterdir()) == [
-        "labels.txt", "small.json", "small.onnx"]
+        "small.json", "small.labels.txt", "small.onnx"]
     sidecar = json.loads(output.with_suffix(".json").read_text())
     assert sidecar["model"] == "small_ghostnet" and sidecar["file"] == "small.onnx"
     assert sidecar["exported_with"]["keras_backend"] == BACKEND
@@ -218,7 +216,7 @@ def test_onnx_command_line_exports_a_keras_file_with_a_dynamic_batch(
     assert sidecar["dynamic_batch"] is True
     assert sidecar["inputs"][0]["shape"][1:] == [32, 32, 3]
     assert max(sidecar["check"]["max_abs_diff_by_batch"].values()) <= PARITY_ATOL
-    assert (output.parent / "labels.txt").read_text().splitlines()[9] == "class_9"
+    assert (output.parent / "small.labels.txt").read_text().splitlines()[9] == "class_9"
     # The file stands alone (no external data) and takes a batch size it was not checked at.
     images = backend_worker.probe_images(3)
     np.testing.assert_allclose(
@@ -227,8 +225,8 @@ def test_onnx_command_line_exports_a_keras_file_with_a_dynamic_batch(
     failed = subprocess.run([*command[:3], "--width=0.5", f"--model={tmp_path / 'small.keras'}",
                              f"--output={tmp_path / 'x.onnx'}"], cwd=REPO_DIR, env=environment,
                             capture_output=True, text=True, timeout=600, check=False)
-    assert failed.returncode != 0
-    assert "exactly one of --model and --width" in failed.stderr
+    assert failed.returncode == 2
+    assert "--width would be ignored next to --model" in failed.stderr
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -239,7 +237,7 @@ def test_onnx_command_line_exports_a_keras_file_with_a_dynamic_batch(
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="checks the message on the other backends")
 def test_tensorflow_only_parts_name_the_backend_they_need(small_model: keras.Model) -> None:
     message = rf"needs the TensorFlow Keras backend; the active backend is '{BACKEND}'"
-    for module in ("ghostnet_keras.serving", "ghostnet_keras.training"):
+    for module in ("ghostnet_keras.export.serving", "ghostnet_keras.training"):
         sys.modules.pop(module, None)
         with pytest.raises(BackendError, match=message):
             importlib.import_module(module)

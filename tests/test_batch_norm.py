@@ -85,7 +85,11 @@ def test_mixed_precision(policy: str, tolerance: float) -> None:
     half.build(shape)
     half.set_weights(builtin.get_weights())
     x = _inputs(shape)
+    # the margin: normalising with the moving statistics instead of the batch's (a wrong
+    # kernel) is off by more than 20x the tolerance; the outputs are of order 1-5
+    wrong = builtin(x, training=False)
     expected = builtin(x, training=True)
+    assert np.abs(wrong - expected).max() > 20 * tolerance
     x_half = tf.cast(x, half.compute_dtype)
     assert _uses_fused_op(half, x_half, training=True)
     y_half = half(x_half, training=True)
@@ -110,7 +114,12 @@ def test_without_scale_and_center_and_under_xla() -> None:
     x = _inputs(shape)
     assert _uses_fused_op(fused, x, training=True)
     compiled = tf.function(lambda t: fused(t, training=True), jit_compile=True)
-    np.testing.assert_allclose(compiled(x), builtin(x, training=True), atol=2e-5)
+    # outputs of order 1: the moving statistics instead of the batch's would be off by > 1,
+    # an epsilon of 1e-3 instead of 1e-5 by > 1e-4 (5x the tolerance)
+    expected = builtin(x, training=True)
+    assert np.abs(tf.nn.batch_normalization(x, *tf.nn.moments(x, [0, 1, 2]), None, None, 1e-3)
+                  - expected).max() > 5 * 2e-5
+    np.testing.assert_allclose(compiled(x), expected, atol=2e-5)
     np.testing.assert_allclose(fused.moving_variance.numpy(), builtin.moving_variance.numpy(),
                                rtol=1e-5)
 

@@ -8,7 +8,7 @@ import pytest
 
 import ghostnet_keras
 from ghostnet_keras import ChannelSlice, ghost_bottleneck, ghost_module, make_divisible
-from ghostnet_keras.profiler import profile
+from ghostnet_keras.analysis.profiler import profile
 
 
 @pytest.mark.parametrize(

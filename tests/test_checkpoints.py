@@ -1,4 +1,4 @@
-"""Tests for :mod:`ghostnet_keras.checkpoints` (no PyTorch needed or imported).
+"""Tests for :mod:`ghostnet_keras.weights.torch_files` (no PyTorch needed or imported).
 
 Small ``torch.save``-style zip archives are crafted here with the :mod:`pickle` module: tensors
 are stand-in objects that reduce to ``torch._utils._rebuild_tensor_v2`` and whose storages are
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ghostnet_keras.checkpoints import (
+from ghostnet_keras.weights.torch_files import (
     SUPPORTED_SUFFIXES,
     CheckpointError,
     DisallowedGlobalError,

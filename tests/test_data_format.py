@@ -18,7 +18,7 @@ import pytest
 import ghostnet_keras
 from ghostnet_keras import GhostNet, to_channels_last, to_data_format
 from ghostnet_keras.data_format import model_data_format
-from ghostnet_keras.ghostify import ghostify
+from ghostnet_keras.models.ghostify import ghostify
 
 pytestmark = pytest.mark.portable
 
@@ -245,7 +245,7 @@ def test_ghostify_a_channels_first_model(channels_first: None) -> None:
 
 @pytest.mark.slow
 def test_resnet_and_cifar_models_in_channels_first(channels_first: None) -> None:
-    from ghostnet_keras import cifar
+    from ghostnet_keras.models import cifar
 
     model = cifar.ghost_resnet56()
     assert model.input_shape == (None, 3, 32, 32)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ghostnet_keras.files import write_atomically
+from ghostnet_keras.atomic_write import write_atomically
 
 
 def test_write_atomically_writes_every_file(tmp_path: Path) -> None:

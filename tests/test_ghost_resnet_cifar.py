@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import ghostnet_keras
-from ghostnet_keras import GhostResNet50, cifar
-from ghostnet_keras.resnet import resnet50_v15
+from ghostnet_keras import GhostResNet50
+from ghostnet_keras.models import cifar
+from ghostnet_keras.models.ghost_resnet import resnet50_v15
 
 
 def _cost(model: keras.Model) -> tuple[float, float]:

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import ghostnet_keras
 from ghostnet_keras import ChannelSlice, ghostify
-from ghostnet_keras.ghostify import is_replaceable_conv
+from ghostnet_keras.models.ghostify import is_replaceable_conv
 
 
 def _small_cnn(sequential: bool = False) -> keras.Model:

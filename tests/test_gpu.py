@@ -8,7 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-pytest.importorskip("ai_edge_litert", reason="needs the `tflite` extra (ai-edge-litert)")
+from tests.conftest import require_module
+
+require_module("ai_edge_litert", "needs the `tflite` extra (ai-edge-litert)")
 
 from ghostnet_keras.tflite import conversion, gpu
 

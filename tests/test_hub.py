@@ -16,8 +16,8 @@ import keras
 import numpy as np
 import pytest
 
-from ghostnet_keras.imagenet import normalize_input
-from ghostnet_keras.weights import WeightsError
+from ghostnet_keras.preprocessing import normalize_input
+from ghostnet_keras.weights.loading import WeightsError
 
 from .conftest import (
     COMPACT_CLASSES,
@@ -30,14 +30,14 @@ from .conftest import (
 
 require_module("keras_hub", 'pip install "ghostnet-keras[hub]"')
 
-import keras_hub  # noqa: E402
+import keras_hub
 
-from ghostnet_keras.hub import (  # noqa: E402
+from ghostnet_keras.hub import (
     GhostNetBackbone,
     GhostNetImageClassifier,
     to_functional_model,
 )
-from ghostnet_keras.hub.presets import build_classifier, write_preset  # noqa: E402
+from ghostnet_keras.hub.presets import build_classifier, write_preset
 
 pytestmark = pytest.mark.portable
 
@@ -221,7 +221,7 @@ def test_command_line_writes_a_preset(tmp_path: Path) -> None:
 def test_image_size_flag_is_parsed_or_refused() -> None:
     from absl import app
 
-    from ghostnet_keras.hub.preset_cli import parse_image_size
+    from ghostnet_keras.cli.hub_preset import parse_image_size
 
     assert parse_image_size(["64", "48"]) == (64, 48)
     assert parse_image_size(["96"]) == (96, 96)

@@ -14,11 +14,11 @@ from .conftest import require_module
 require_module("keras_hub", 'pip install "ghostnet-keras[hub]"')
 require_module("ai_edge_litert", 'pip install "ghostnet-keras[tflite]"')
 
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter
 
-from ghostnet_keras.hub import to_functional_model  # noqa: E402
-from ghostnet_keras.hub.presets import build_classifier  # noqa: E402
-from ghostnet_keras.imagenet import normalize_input  # noqa: E402
+from ghostnet_keras.hub import to_functional_model
+from ghostnet_keras.hub.presets import build_classifier
+from ghostnet_keras.preprocessing import normalize_input
 
 SIZE = 48
 HINT = r"ghostnet_keras\.hub\.to_functional_model"
@@ -30,8 +30,8 @@ def classifier() -> keras.Model:
 
 
 def test_tflite_serving_and_onnx_exports_say_what_to_pass(classifier, tmp_path: Path) -> None:
-    from ghostnet_keras.onnx_export import export_onnx
-    from ghostnet_keras.serving import export_serving_model
+    from ghostnet_keras.export.onnx import export_onnx
+    from ghostnet_keras.export.serving import export_serving_model
     from ghostnet_keras.tflite.conversion import convert
 
     with pytest.raises(TypeError, match=HINT):

@@ -19,16 +19,16 @@ from .conftest import require_module
 require_module("keras_hub", 'pip install "ghostnet-keras[hub]"')
 require_module("grain", 'pip install "ghostnet-keras[hub]" (KerasHub\'s test harness needs it)')
 
-from absl.testing import parameterized  # noqa: E402
-from keras_hub.src.tests.test_case import TestCase  # noqa: E402
+from absl.testing import parameterized
+from keras_hub.src.tests.test_case import TestCase
 
-from ghostnet_keras.ghostnet import FEATURE_LAYERS  # noqa: E402
-from ghostnet_keras.hub import (  # noqa: E402
+from ghostnet_keras.hub import (
     GhostNetBackbone,
     GhostNetImageClassifier,
     GhostNetImageClassifierPreprocessor,
     GhostNetImageConverter,
 )
+from ghostnet_keras.models.ghostnet import FEATURE_LAYERS
 
 WIDTH = 0.1
 SIZE = 64

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from ghostnet_keras.nearest_resize import NearestResize, gather_resize
+from ghostnet_keras.layers.nearest_resize import NearestResize, gather_resize
 
 pytestmark = pytest.mark.portable
 

@@ -40,7 +40,7 @@ def _probe(env_value: str | None, when: str) -> tuple[str, bool]:
 
 
 def test_programs_import_no_tensorflow_before_choosing_kernels() -> None:
-    code = ("import sys, ghostnet_keras.training.train, ghostnet_keras.training.pipeline, "
+    code = ("import sys, ghostnet_keras.training.train, ghostnet_keras.training.main_job, "
             "ghostnet_keras.training.evaluate; "
             "print('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

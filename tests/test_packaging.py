@@ -33,7 +33,7 @@ def test_wheel_installs_only_the_ghostnet_keras_namespace(wheel: zipfile.ZipFile
     }
     assert top_level == {"ghostnet_keras"}
     names = set(wheel.namelist())
-    for expected in ("ghostnet_keras/training/loop.py", "ghostnet_keras/tflite/convert.py",
+    for expected in ("ghostnet_keras/training/loop.py", "ghostnet_keras/tflite/cli/convert.py",
                      "ghostnet_keras/hub/backbone.py",
                      "ghostnet_keras/tflite/android/run_benchmark.sh",
                      "ghostnet_keras/tflite/metadata_schema.fbs",
@@ -57,3 +57,24 @@ def test_every_console_script_points_at_an_importable_function(
             importlib.util.find_spec(module_name) is not None
         ), script
         assert callable(getattr(importlib.import_module(module_name), function)), script
+
+
+def test_setup_cfg_lists_every_package_folder() -> None:
+    """Each folder with an `__init__.py` is a listed package (else the wheel silently drops it)."""
+    parser = configparser.ConfigParser()
+    parser.read(REPO_DIR / "setup.cfg")
+    listed = set(parser["options"]["packages"].split())
+    roots = {"ghostnet_keras": "ghostnet_keras", "tflite": "ghostnet_keras.tflite",
+             "training": "ghostnet_keras.training"}
+    folders = {
+        ".".join((package, *init.parent.relative_to(REPO_DIR / root).parts))
+        for root, package in roots.items()
+        for init in (REPO_DIR / root).rglob("__init__.py")
+    }
+    assert folders == listed
+
+
+def test_wheel_holds_every_subpackage(wheel: zipfile.ZipFile) -> None:
+    names = set(wheel.namelist())
+    for folder in ("models", "layers", "weights", "export", "analysis", "cli", "tflite/cli"):
+        assert f"ghostnet_keras/{folder}/__init__.py" in names, folder

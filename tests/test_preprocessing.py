@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from ghostnet_keras import preprocessing
 from ghostnet_keras.synthetic_images import synthetic_image
+from tests.conftest import require_module
 
 RESIZE = 256  # eval_resize_size(224)
 CROP = 224
@@ -202,7 +203,7 @@ def test_eval_preprocess_in_a_graph_with_unknown_size() -> None:
 @pytest.mark.parametrize("height, width", [(300, 451), (500, 333), (97, 131), (256, 400)])
 def test_eval_preprocess_matches_pil_and_torchvision(height: int, width: int) -> None:
     """timm's eval transform written out with PIL: `Resize(256, BICUBIC)` + `CenterCrop(224)`."""
-    pil = pytest.importorskip("PIL.Image")
+    pil = require_module("PIL.Image", "compares with PIL's bicubic resize")
     image = synthetic_image(height, width, seed=5)
     new_height, new_width = _torchvision_resize_shape(height, width, RESIZE)
     resized = pil.fromarray(image).resize((new_width, new_height), pil.BICUBIC)

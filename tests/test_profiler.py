@@ -1,4 +1,4 @@
-"""Tests for `ghostnet_keras.profiler`.
+"""Tests for `ghostnet_keras.analysis.profiler`.
 
 MACs follow the GhostNet paper convention: multiply-adds of convolution and
 dense layers only, per image, biases not counted.
@@ -14,7 +14,8 @@ import sys
 import keras
 import pytest
 
-from ghostnet_keras import profile_cli, profiler
+from ghostnet_keras.analysis import profiler
+from ghostnet_keras.cli import profile as profile_cli
 
 # Independent hand counts of keras.applications' MobileNets, from their papers' tables
 # (MobileNetV2 Table 2, MobileNetV3 Tables 1-2) and keras' 8-channel rounding: no profiler code.
@@ -352,7 +353,7 @@ def test_cli_subprocess():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": repo, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, "-m", "ghostnet_keras.profile_cli", "--model=MobileNetV2", "--json"],
+        [sys.executable, "-m", "ghostnet_keras.cli.profile", "--model=MobileNetV2", "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -366,7 +367,7 @@ def test_cli_subprocess():
     for bad, message in ((["--model=NoSuchNet"], "Unknown model 'NoSuchNet'"),
                          (["--input_size=0"], "input_size"),
                          (["--model=MobileNetV2", "extra"], "Unexpected arguments: extra")):
-        proc = subprocess.run([sys.executable, "-m", "ghostnet_keras.profile_cli", *bad],
+        proc = subprocess.run([sys.executable, "-m", "ghostnet_keras.cli.profile", *bad],
                               capture_output=True, text=True, env=env, cwd=repo, check=False,
                               timeout=300)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]

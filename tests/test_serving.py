@@ -20,13 +20,16 @@ import pytest
 import tensorflow as tf
 from absl import app
 
-pytest.importorskip(
-    "tensorflow_serving.apis", reason="needs the serving extra (tensorflow-serving-api)"
-)
+from tests.conftest import require_module
+
+require_module("tensorflow_serving.apis", "needs the serving extra (tensorflow-serving-api)")
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from ghostnet_keras import heads, imagenet, preprocessing, serving, serving_cli
-from ghostnet_keras.ghostnet import GhostNet
+from ghostnet_keras import imagenet, preprocessing
+from ghostnet_keras.cli import export_serving as serving_cli
+from ghostnet_keras.export import contract as heads
+from ghostnet_keras.export import serving
+from ghostnet_keras.models.ghostnet import GhostNet
 from ghostnet_keras.synthetic_images import synthetic_image
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -84,9 +87,13 @@ def ghostnet() -> keras.Model:
     mean), so that the outputs are peaked and depend on the image.
     """
     keras.utils.set_random_seed(1234)
-    model = GhostNet(width=0.5, input_shape=(None, None, 3))
+    return peaked_classifier(GhostNet(width=0.5, input_shape=(None, None, 3)), 224)
+
+
+def peaked_classifier(model: keras.Model, size: int) -> keras.Model:
+    """Rescales `model`'s `predictions` layer on calibration images of `size` (see above)."""
     features = keras.Model(model.input, model.get_layer("flatten").output)
-    calibration = np.stack([synthetic_image(224, 224, seed) for seed in range(10, 16)])
+    calibration = np.stack([synthetic_image(size, size, seed) for seed in range(10, 16)])
     f = keras.ops.convert_to_numpy(features(calibration.astype(np.float32))).astype(np.float64)
     mean = f.mean(axis=0)
     spread = np.linalg.norm(f - mean, axis=1).mean()
@@ -631,7 +638,7 @@ def test_cli_subprocess_exports_ghostnet_keras_file(ghostnet, loaded, tmp_path, 
     base = tmp_path / "export"
     env = {**os.environ, "PYTHONPATH": os.fspath(REPO_DIR), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, "-m", "ghostnet_keras.serving_cli", f"--model={model_path}",
+        [sys.executable, "-m", "ghostnet_keras.cli.export_serving", f"--model={model_path}",
          f"--export_base={base}", "--version=2", "--top_k=3"],
         capture_output=True, text=True, env=env, cwd=REPO_DIR, timeout=600,
     )

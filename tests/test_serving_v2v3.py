@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ghostnet_keras import GhostNetV2, GhostNetV3, serving
+from ghostnet_keras import GhostNetV2, GhostNetV3
+from ghostnet_keras.export import serving
 
 from .conftest import TEST_DATA_DIR
 

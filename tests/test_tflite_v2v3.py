@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("ai_edge_litert", reason="needs the `tflite` extra (ai-edge-litert)")
+from tests.conftest import require_module
+
+require_module("ai_edge_litert", "needs the `tflite` extra (ai-edge-litert)")
 
 from ai_edge_litert.interpreter import Interpreter
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from ghostnet_keras.training.configs import TrainConfig, get_config
 from ghostnet_keras.training.loop import DataSource, Trainer
-from ghostnet_keras.training.models import build_model
+from ghostnet_keras.training.models import build_training_model
 from ghostnet_keras.training.optimization import decayed_variables
 
 # Plain SGD (no momentum) at learning rate 1 (base 8.0 x batch 8 / base batch 64), a large
@@ -67,7 +67,7 @@ def hand_gradients(
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        plain = build_model(config, CLASSES, classifier_activation=None)
+        plain = build_training_model(config, CLASSES, classifier_activation=None)
     finally:
         keras.mixed_precision.set_global_policy(policy)
     plain.set_weights(trainer.model.get_weights())

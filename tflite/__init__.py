@@ -9,8 +9,8 @@ sidecar and labels), `inventory` (ops of a flatbuffer), `surgery` (one model per
 GPU-only, compare with the CPU; the software GPU environment), `mediapipe_runner` (MediaPipe's
 ImageClassifier, run in its own venv through `mediapipe_client.py`).
 
-Command lines: `convert` (`ghostnet-tflite-convert`), `benchmark`
-(`ghostnet-tflite-benchmark`; its models in `benchmark_models`, its tables in
-`benchmark_report`), `inspect_model` (`ghostnet-tflite-inventory`); `gpu_worker` is the GPU
-subprocess. `android/run_benchmark.sh` runs the official `benchmark_model` on a phone.
+Command lines: `cli.convert` (`ghostnet-tflite-convert`), `cli.inventory`
+(`ghostnet-tflite-inventory`), `benchmark` (`ghostnet-tflite-benchmark`; its models in
+`benchmark_models`, its tables in `benchmark_report`); `gpu_worker` is the GPU subprocess.
+`android/run_benchmark.sh` runs the official `benchmark_model` on a phone.
 """

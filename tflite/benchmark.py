@@ -31,7 +31,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-from ghostnet_keras.files import write_atomically
+from ghostnet_keras.atomic_write import write_atomically
+from ghostnet_keras.cli import runner as cli
 from ghostnet_keras.synthetic_images import synthetic_images
 from ghostnet_keras.tflite import conversion, gpu, latency, xnnpack
 from ghostnet_keras.tflite.benchmark_models import (
@@ -41,7 +42,7 @@ from ghostnet_keras.tflite.benchmark_models import (
     GPU_MODES,
     MODES,
     Entry,
-    build_model,
+    build_zoo_model,
 )
 from ghostnet_keras.tflite.benchmark_report import (
     environment,
@@ -68,14 +69,14 @@ def convert_entries(
         missing = [mode for mode in modes if not (reuse_converted and paths[mode].exists())]
         keras_model = None
         if missing:
-            keras_model = build_model(name, input_size)
+            keras_model = build_zoo_model(name, input_size)
             start = time.perf_counter()
             converted = conversion.convert_modes(  # one export for every mode
                 keras_model, missing, synthetic_images(num_calibration, input_size))
             write_atomically({paths[mode]: data for mode, data in converted.items()})
             log(f"converted {name} ({', '.join(missing)}) in {time.perf_counter() - start:.0f} s")
         if not (reuse_converted and cost_path.exists()):
-            result = profile(keras_model or build_model(name, input_size))
+            result = profile(keras_model or build_zoo_model(name, input_size))
             write_atomically({cost_path: json.dumps(
                 {"macs": result.macs, "params": result.params}) + "\n"})
         cost = json.loads(cost_path.read_text())
@@ -156,12 +157,16 @@ def define_flags() -> None:
     flags.DEFINE_list("models", list(DEFAULT_MODELS), f"Models: {', '.join(DISPLAY_NAMES)}.")
     flags.DEFINE_list("modes", ["fp32", "fp16", "int8"], f"Modes: {', '.join(MODES)}.")
     flags.DEFINE_list("threads", ["1", "2", "4"], "XNNPACK thread counts (num_threads).")
-    flags.DEFINE_integer("input_size", 224, "Input height and width.")
-    flags.DEFINE_integer("warmup", 10, "Untimed invokes per model before timing.")
-    flags.DEFINE_integer("iterations", 50, "Timed invokes per model and thread count.")
-    flags.DEFINE_integer("block", 5, "Consecutive invokes of one model per interleaving round.")
-    flags.DEFINE_integer("num_calibration", 20, "Synthetic calibration images for int8.")
-    flags.DEFINE_integer("gpu_iterations", 5, "Timed GPU runs per fp32/fp16 model; 0: no GPU.")
+    flags.DEFINE_integer("input_size", 224, "Input height and width.", lower_bound=32)
+    flags.DEFINE_integer("warmup", 10, "Untimed invokes per model before timing.", lower_bound=0)
+    flags.DEFINE_integer("iterations", 50, "Timed invokes per model and thread count.",
+                         lower_bound=1)
+    flags.DEFINE_integer("block", 5, "Consecutive invokes of one model per interleaving round.",
+                         lower_bound=1)
+    flags.DEFINE_integer("num_calibration", 20, "Synthetic calibration images for int8.",
+                         lower_bound=1)
+    flags.DEFINE_integer("gpu_iterations", 5, "Timed GPU runs per fp32/fp16 model; 0: no GPU.",
+                         lower_bound=0)
     flags.DEFINE_string("output_dir", "runs/tflite_benchmark", "Where results are written.")
     flags.DEFINE_bool("reuse_converted", False, "Reuse .tflite files already in output_dir.")
     flags.DEFINE_bool("profile_ops", False, "Per-op timing of every model (1 thread).")
@@ -175,7 +180,13 @@ def main(argv: Sequence[str]) -> None:
     if unknown or bad_modes:
         raise app.UsageError(f"unknown model(s) {unknown} or mode(s) {bad_modes}; expected "
                              f"{list(DISPLAY_NAMES)} and {list(MODES)}.")
-    threads = [int(t) for t in values.threads]
+    try:
+        threads = [int(t) for t in values.threads]
+    except ValueError:
+        threads = []
+    if not threads or min(threads) < 1:
+        raise app.UsageError(f"--threads takes positive integers; received "
+                             f"{','.join(values.threads)!r}.")
     output_dir = Path(values.output_dir)
     before = environment()
     entries, gpu_status = run_benchmark(
@@ -223,8 +234,7 @@ def main(argv: Sequence[str]) -> None:
 
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-tflite-benchmark`)."""
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -34,13 +34,13 @@ TARGETS = (
 )
 
 
-def build_model(name: str, input_size: int = 224) -> Any:
+def build_zoo_model(name: str, input_size: int = 224) -> Any:
     """Builds one of the benchmarked Keras 3 models, random weights, softmax head."""
     import keras
 
     shape = (input_size, input_size, 3)
     if name.startswith("ghostnet") and name in DISPLAY_NAMES:
-        from ghostnet_keras.ghostnet import create_ghostnet
+        from ghostnet_keras.models.ghostnet import create_ghostnet
 
         family, width = name.split("_")
         version = family.removeprefix("ghostnet") or "v1"

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ghostnet_keras.files import write_atomically
+from ghostnet_keras.atomic_write import write_atomically
 from ghostnet_keras.tflite import conversion
 from ghostnet_keras.tflite.benchmark_models import (
     BASELINE,

@@ -105,6 +105,8 @@ def classify(
     top_k: int = 5,
     *,
     timeout: float = 600,
+    interpreter: Sequence[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> ClientResult:
     """Classifies `images` with MediaPipe's ImageClassifier (CPU) in the client environment.
 
@@ -114,13 +116,15 @@ def classify(
             to the model's input size (bilinear, no crop).
         top_k: categories per image.
         timeout: seconds for the whole subprocess.
+        interpreter: the command that runs the client script (default: the venv's python), e.g.
+            an emulated arm64 Python (`ghostnet_keras.tflite.arm64`); `env` is its environment.
 
     Raises:
         MediaPipeUnavailableError: no client environment (run `make mediapipe-venv`).
         MediaPipeError: MediaPipe refused the model or an image (its message is included).
         ValueError: an array that is not `(H, W, 3)`.
     """
-    python = venv_python()
+    python = list(interpreter) if interpreter else [str(venv_python())]
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1; received {top_k}.")
     with tempfile.TemporaryDirectory(prefix="mediapipe_client_") as folder:
@@ -135,10 +139,10 @@ def classify(
             path = Path(folder) / f"image_{i}.npy"
             np.save(path, np.clip(np.rint(array), 0, 255).astype(np.uint8))
             paths.append(str(path))
-        command = [str(python), str(CLIENT), "--model", str(model_path), "--top_k", str(top_k),
+        command = [*python, str(CLIENT), "--model", str(model_path), "--top_k", str(top_k),
                    *paths]
         process = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                 check=False)
+                                 check=False, env=env)
     if process.returncode != 0:
         raise MediaPipeError(
             f"MediaPipe ImageClassifier failed on {model_path} (exit {process.returncode}):\n"

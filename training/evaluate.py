@@ -1,13 +1,14 @@
 """Top-1 / top-5 accuracy of a model on a dataset's evaluation split.
 
     # the ported reference weights on ImageNet validation (expect 73.98% / 91.46%):
-    python -m ghostnet_keras.training.evaluate --weights=imagenet --manual_dir=/data/imagenet
+    ghostnet-evaluate --width=1.0 --weights=imagenet --manual_dir=/data/imagenet
     # a trained run:
     python -m ghostnet_keras.training.evaluate --model=runs/quickstart/model.keras
     --dataset=quickstart
 
 Evaluation preprocessing is the reference one (resize the shorter side to 256 with bicubic
 interpolation, centre crop 224, for `--image_size=224`), from the training input pipeline.
+The model flags are `ghostnet_keras.cli.model_flags`'s (as in the export commands).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 from absl import app, flags, logging
 
+from ghostnet_keras.cli import model_flags
+from ghostnet_keras.cli import runner as cli
 from ghostnet_keras.training.onednn import prefer_onednn
 
 FLAGS = flags.FLAGS
@@ -26,18 +29,13 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defines the command-line flags (only when run as a program, so that importing
     this module never clashes with another module's flags)."""
-    flags.DEFINE_string("model", None, "A .keras model to evaluate.")
-    flags.DEFINE_string("weights", None,
-                        "GhostNet weights instead of --model: 'imagenet' or a weights file.")
-    flags.DEFINE_float("width", 1.0, "GhostNet width for --weights.")
-    flags.DEFINE_enum("ghostnet_version", "v1", ["v1", "v2", "v3"],
-                      "GhostNet version for --weights (GhostNet, GhostNetV2, GhostNetV3).")
+    model_flags.define_flags(input_size=None)
     flags.DEFINE_string(
         "dataset", "imagenet2012", "Dataset name (see ghostnet_keras.training.datasets.DATASETS)."
     )
     flags.DEFINE_string("split", None, "Split (default: the dataset's evaluation split).")
-    flags.DEFINE_integer("image_size", 224, "Evaluation crop size.")
-    flags.DEFINE_integer("batch_size", 64, "Batch size.")
+    flags.DEFINE_integer("image_size", 224, "Evaluation crop size.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 64, "Batch size.", lower_bound=1)
     flags.DEFINE_string("data_dir", None, "tensorflow-datasets data dir.")
     flags.DEFINE_string("manual_dir", None, "Folder with the ILSVRC2012 tars (imagenet2012).")
     flags.DEFINE_string("folder", None, "Image folder root for image_folder.")
@@ -51,7 +49,8 @@ def evaluate_model(
     """Returns `{"top1": ..., "top5": ..., "examples": n}` of `model` on the eval split."""
     import numpy as np
 
-    from ghostnet_keras.training import data, datasets
+    from ghostnet_keras.training import datasets
+    from ghostnet_keras.training import input_pipeline as data
 
     info = datasets.dataset_info(dataset, data_dir=data_dir, manual_dir=manual_dir, folder=folder)
     split = split or info.eval_split
@@ -72,24 +71,31 @@ def evaluate_model(
     return {"top1": top1 / count, "top5": top5 / count, "examples": count}
 
 
+def image_size(spec: model_flags.ModelSpec, values: Any) -> int:
+    """The crop size: `--image_size`, or a square `--input_size` (they must agree)."""
+    if spec.input_size is None:
+        return values.image_size
+    height, width = spec.input_size
+    if height != width:
+        raise app.UsageError(f"evaluation crops squares; --input_size={height},{width} is not.")
+    if values["image_size"].present and values.image_size != height:
+        raise app.UsageError(f"--input_size={height} and --image_size={values.image_size} "
+                             "disagree; the crop must fit the model.")
+    return height
+
+
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if (FLAGS.model is None) == (FLAGS.weights is None):
-        raise app.UsageError("Give exactly one of --model and --weights.")
+    del argv
+    spec = model_flags.model_spec(FLAGS, require_weights=True)
+    if spec.model is not None and spec.size_given:
+        raise app.UsageError("--input_size would be ignored: a --model file is evaluated as it "
+                             "is (--image_size sets the crop).")
+    size = image_size(spec, FLAGS)
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-
-    from ghostnet_keras.ghostnet import create_ghostnet
-    from ghostnet_keras.keras_files import load_keras_file
-
-    if FLAGS.model:
-        model = load_keras_file(FLAGS.model)
-    else:
-        model = create_ghostnet(FLAGS.ghostnet_version, width=FLAGS.width,
-                                weights=FLAGS.weights, input_shape=(None, None, 3))
+    model = model_flags.load(spec)
     result = evaluate_model(
-        model, FLAGS.dataset, split=FLAGS.split, image_size=FLAGS.image_size,
+        model, FLAGS.dataset, split=FLAGS.split, image_size=size,
         batch_size=FLAGS.batch_size, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
         folder=FLAGS.folder,
     )
@@ -99,8 +105,7 @@ def main(argv: Sequence[str]) -> None:
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-evaluate`)."""
     prefer_onednn()
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

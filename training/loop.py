@@ -27,11 +27,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ghostnet_keras.batch_norm import with_fused_batch_norm
-from ghostnet_keras.files import write_atomically
-from ghostnet_keras.training import data, datasets
+from ghostnet_keras.atomic_write import write_atomically
+from ghostnet_keras.layers.batch_norm import with_fused_batch_norm
+from ghostnet_keras.training import datasets
+from ghostnet_keras.training import input_pipeline as data
 from ghostnet_keras.training.configs import TrainConfig
-from ghostnet_keras.training.models import build_model
+from ghostnet_keras.training.models import build_training_model
 from ghostnet_keras.training.optimization import decayed_variables, make_optimizer
 
 
@@ -99,7 +100,7 @@ class Trainer:
             # variables created there start from the chief's values, and the copy takes the
             # original's weights.
             self.model = with_fused_batch_norm(
-                build_model(config, self.info.num_classes, classifier_activation=None)
+                build_training_model(config, self.info.num_classes, classifier_activation=None)
             )
             optimizer = make_optimizer(config, self.steps_per_epoch)
             if keras.mixed_precision.global_policy().name == "mixed_float16":
@@ -326,9 +327,11 @@ class Trainer:
         if not self.chief:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
             return
-        final = build_model(self.config, self.info.num_classes, classifier_activation="softmax")
+        final = build_training_model(
+            self.config, self.info.num_classes, classifier_activation="softmax"
+        )
         final.set_weights(self.model.get_weights())
-        from ghostnet_keras.weights import write_weights_atomically
+        from ghostnet_keras.weights.loading import write_weights_atomically
 
         write_weights_atomically(final, self.model_dir / "model.keras")
         write_weights_atomically(final, self.model_dir / "model.weights.h5")

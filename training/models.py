@@ -7,8 +7,8 @@ from typing import Any
 import keras
 
 import ghostnet_keras
-from ghostnet_keras import cifar
-from ghostnet_keras.ghostnet import create_ghostnet
+from ghostnet_keras.models import cifar
+from ghostnet_keras.models.ghostnet import create_ghostnet
 from ghostnet_keras.training.configs import TrainConfig
 
 MODELS = ("ghostnet", "ghostnetv2", "ghostnetv3", "ghost_resnet50", "vgg16", "ghost_vgg16",
@@ -17,7 +17,7 @@ MODELS = ("ghostnet", "ghostnetv2", "ghostnetv3", "ghost_resnet50", "vgg16", "gh
 GHOSTNET_VERSIONS = {"ghostnet": "v1", "ghostnetv2": "v2", "ghostnetv3": "v3"}
 
 
-def build_model(
+def build_training_model(
     config: TrainConfig, num_classes: int, classifier_activation: Any = None
 ) -> keras.Model:
     """The config's model for `num_classes`, taking RGB in [0, 255] at `image_size`."""

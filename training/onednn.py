@@ -18,7 +18,7 @@ def prefer_onednn() -> None:
     AVX2 VM ran 1.8x to 2x slower (docs/benchmarks.md). TensorFlow reads
     `TF_ENABLE_ONEDNN_OPTS` once, when it is imported, so the programs
     (`ghostnet_keras.training.train`,
-    `ghostnet_keras.training.evaluate`, `ghostnet_keras.training.pipeline`) call this first. A
+    `ghostnet_keras.training.evaluate`, `ghostnet_keras.training.main_job`) call this first. A
     value the user set wins
     (`TF_ENABLE_ONEDNN_OPTS=0` turns oneDNN off). GPUs and TPUs are unaffected.
     """

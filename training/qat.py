@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ghostnet_keras.files import write_atomically
+from ghostnet_keras.atomic_write import write_atomically
 from ghostnet_keras.training.qat_export import save_qat_model
 from ghostnet_keras.training.qat_model import build_qat_model, classifier_activation, qat_modules
 
@@ -82,7 +82,7 @@ def _history_callback(tf_keras: ModuleType, path: Path | None, rows: list[dict])
 
 def load_float_model(path: str | os.PathLike) -> keras.Model:
     """Loads a trained float GhostNet (`.keras`, e.g. `runs/quickstart/model.keras`)."""
-    from ghostnet_keras.keras_files import load_keras_file
+    from ghostnet_keras.weights.keras_files import load_keras_file
 
     path = Path(path)
     if path.suffix != ".keras" or not path.is_file():
@@ -103,7 +103,7 @@ def train_qat(
 
     The QAT model (`build_qat_model`) is built inside `strategy.scope()` from the float model at
     `init_from` and trained on `config`'s dataset through
-    `ghostnet_keras.training.data.build_dataset` (the
+    `ghostnet_keras.training.input_pipeline.build_dataset` (the
     recipe's augmentation and global batch), with SGD (the recipe's momentum and Nesterov
     flag) on a cosine schedule without warm-up from `learning_rate` (default: 1/100 of the
     recipe's peak rate, `QAT_LEARNING_RATE_FACTOR`), categorical cross-entropy with the
@@ -136,7 +136,8 @@ def train_qat(
     """
     import tensorflow as tf
 
-    from ghostnet_keras.training import data, datasets
+    from ghostnet_keras.training import datasets
+    from ghostnet_keras.training import input_pipeline as data
     from ghostnet_keras.training.loop import is_chief
     from ghostnet_keras.training.models import GHOSTNET_VERSIONS
 

@@ -1,7 +1,7 @@
 """The quantization-aware GhostNet: the tf_keras twin of a float model, rewritten and annotated.
 
 tfmot quantizes only tf_keras (Keras 2) models, so the QAT model is the same architecture built
-by `ghostnet_keras.ghostnet.build_ghostnet(..., keras_module=tf_keras)` (the one definition),
+by `ghostnet_keras.models.ghostnet.build_ghostnet(..., keras_module=tf_keras)` (the one definition),
 given the float model's weights by layer name, made quantization-friendly
 (`ghostnet_keras.training.quantization_friendly`) and wrapped by tfmot's `quantize_apply`.
 What the default scheme does not cover and how it is handled: docs/quantization.md.
@@ -109,7 +109,7 @@ def quantize_scope() -> Any:
 
 def classifier_activation(model: Any) -> str | None:
     """`"softmax"` or `None` (logits), as the `predictions` layer of `model` has."""
-    from ghostnet_keras.heads import activation_name
+    from ghostnet_keras.export.contract import activation_name
 
     try:
         name = activation_name(model.get_layer("predictions"))
@@ -149,12 +149,12 @@ def build_tf_keras_model(
         version: `"v1"`, `"v2"` or `"v3"`, the GhostNet version of `float_model`.
 
     Raises:
-        ghostnet_keras.weights.WeightsError: `float_model` does not fit these arguments.
+        ghostnet_keras.weights.loading.WeightsError: `float_model` does not fit these arguments.
     """
     tf_keras, _ = qat_modules()
-    from ghostnet_keras.ghostnet import build_ghostnet
-    from ghostnet_keras.reparameterize import has_branches, reparameterize
-    from ghostnet_keras.weights import copy_weights_by_name
+    from ghostnet_keras.models.ghostnet import build_ghostnet
+    from ghostnet_keras.models.reparameterize import has_branches, reparameterize
+    from ghostnet_keras.weights.loading import copy_weights_by_name
 
     if version == "v3" and has_branches(float_model):
         float_model = reparameterize(float_model)
@@ -215,7 +215,7 @@ def build_qat_model(
         The QAT `tf_keras.Model` (not compiled).
     """
     tf_keras, tfmot = qat_modules()
-    from ghostnet_keras.nearest_resize import tf_keras_nearest_resize
+    from ghostnet_keras.layers.nearest_resize import tf_keras_nearest_resize
 
     quantize = tfmot.quantization.keras
     config_class = _quantize_config_class()

@@ -17,9 +17,12 @@ Rerunning the same command resumes from the latest checkpoint in `--model_dir`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from absl import app, flags, logging
 
+from ghostnet_keras.cli import runner as cli
 from ghostnet_keras.training.configs import RECIPES
 from ghostnet_keras.training.onednn import prefer_onednn
 from ghostnet_keras.training.strategy import STRATEGIES
@@ -39,7 +42,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy.")
     flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu.")
     flags.DEFINE_integer("cpu_devices", 0,
-                         "Split the CPU into this many logical devices (mirrored training on CPU).")
+                         "Split the CPU into this many logical devices (mirrored training on CPU).",
+                         lower_bound=0)
     flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
                       "Keras dtype policy.")
     flags.DEFINE_boolean("jit_compile", False, "Compile the training step with XLA.")
@@ -53,7 +57,8 @@ def define_flags() -> None:
                         "Image folder root (<split>/<class>/*.jpg) for image_folder.")
     flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download the dataset.")
     flags.DEFINE_integer("max_steps", 0,
-                         "Stop after this many steps in this process (0: no limit).")
+                         "Stop after this many steps in this process (0: no limit).",
+                         lower_bound=0)
     flags.DEFINE_boolean("qat", False,
                          "Quantization-aware fine-tuning (tfmot, tf_keras) of --init_from's model; "
                          "qat_epochs epochs (a recipe field: --params_override=qat_epochs=N) at "
@@ -62,9 +67,31 @@ def define_flags() -> None:
     flags.mark_flag_as_required("model_dir")
 
 
+# Flags the float training loop reads and the QAT fine-tuning (tf_keras `fit`) does not.
+FLOAT_ONLY_FLAGS = ("mixed_precision", "jit_compile", "max_steps")
+
+
+def check_flags(values: Any) -> None:
+    """Refuses flags that would be ignored in the chosen mode (before TensorFlow loads)."""
+    if values.qat:
+        ignored = [f"--{name}" for name in FLOAT_ONLY_FLAGS if values[name].present]
+        if ignored:
+            raise app.UsageError(
+                f"{', '.join(ignored)} would be ignored with --qat: the QAT fine-tuning is "
+                "tf_keras `fit` with its own settings (length: --params_override=qat_epochs=N).")
+        if not values.init_from:
+            raise app.UsageError("--qat needs --init_from=<trained float model .keras>.")
+        if not Path(values.init_from).is_file():
+            raise FileNotFoundError(f"No such model file: {values.init_from} (--init_from)")
+    elif values.init_from:
+        raise app.UsageError("--init_from would be ignored: it is the model --qat starts from.")
+    if values.tpu and values.strategy != "tpu":
+        raise app.UsageError(f"--tpu would be ignored with --strategy={values.strategy}.")
+
+
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    del argv
+    check_flags(FLAGS)
     import keras
     import tensorflow as tf
 
@@ -78,11 +105,12 @@ def main(argv: Sequence[str]) -> None:
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)
-    strategy = make_strategy(FLAGS.strategy, tpu=FLAGS.tpu, cpu_devices=FLAGS.cpu_devices)
+    try:
+        strategy = make_strategy(FLAGS.strategy, tpu=FLAGS.tpu, cpu_devices=FLAGS.cpu_devices)
+    except RuntimeError as error:  # no TPU reachable
+        raise cli.UserError(str(error)) from error
     source = DataSource(FLAGS.data_dir, FLAGS.manual_dir, FLAGS.folder, FLAGS.download)
     if FLAGS.qat:
-        if not FLAGS.init_from:
-            raise app.UsageError("--qat needs --init_from=<trained float model .keras>.")
         from ghostnet_keras.training.qat import train_qat
 
         history = train_qat(config, strategy, FLAGS.model_dir, source, FLAGS.init_from,
@@ -111,8 +139,7 @@ def main(argv: Sequence[str]) -> None:
 def main_entry() -> None:
     """Console-script entry point (`ghostnet-train`)."""
     prefer_onednn()
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

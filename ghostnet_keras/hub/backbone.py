@@ -1,6 +1,6 @@
 """`GhostNetBackbone`: GhostNet v1, V2 and V3 as a KerasHub `FeaturePyramidBackbone`.
 
-The graph is the project's one definition (`ghostnet_keras.ghostnet.build_ghostnet`, without
+The graph is the project's one definition (`ghostnet_keras.models.ghostnet.build_ghostnet`, without
 its head and its input normalisation, which KerasHub keeps in the image converter); the layers
 keep their names, so reference checkpoints map onto them one to one.
 """
@@ -14,8 +14,8 @@ from typing import Any
 import keras
 from keras_hub.models import FeaturePyramidBackbone
 
-from ghostnet_keras.ghostnet import FEATURE_LAYERS, VERSIONS, build_ghostnet
-from ghostnet_keras.layout import resolve_data_format
+from ghostnet_keras.data_format import resolve_data_format
+from ghostnet_keras.models.ghostnet import FEATURE_LAYERS, VERSIONS, build_ghostnet
 
 # KerasHub's pyramid level `Pn` is the feature map of stride 2**n.
 PYRAMID_LEVELS = {f"P{n}": FEATURE_LAYERS[2**n] for n in range(1, 6)}

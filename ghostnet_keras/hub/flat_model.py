@@ -15,11 +15,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from ghostnet_keras.ghostnet import build_ghostnet, create_ghostnet
 from ghostnet_keras.hub.backbone import GhostNetBackbone
 from ghostnet_keras.hub.image_classifier import GhostNetImageClassifier
 from ghostnet_keras.hub.image_converter import IMAGENET_OFFSET, IMAGENET_SCALE
-from ghostnet_keras.weights import copy_weights_by_name
+from ghostnet_keras.models.ghostnet import build_ghostnet, create_ghostnet
+from ghostnet_keras.weights.loading import copy_weights_by_name
 
 
 def _parts(model: GhostNetImageClassifier | GhostNetBackbone) -> tuple[GhostNetBackbone, Any]:
@@ -74,8 +74,8 @@ def to_functional_model(
     The same weights in the keras.applications-style model: channels-last, RGB in [0, 255]
     normalised by its first layer (what the preprocessor's `GhostNetImageConverter` does),
     the classifier's activation (logits by default). Pass the result to
-    `ghostnet_keras.tflite.conversion.convert`, `ghostnet_keras.serving.export_serving_model`
-    or `ghostnet_keras.onnx_export.export_onnx`. Resizing stays outside, as the exports expect.
+    `ghostnet_keras.tflite.conversion.convert`, `ghostnet_keras.export.serving.export_serving_model`
+    or `ghostnet_keras.export.onnx.export_onnx`. Resizing stays outside, as the exports expect.
 
     Args:
         classifier: a `GhostNetImageClassifier`.

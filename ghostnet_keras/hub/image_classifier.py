@@ -7,16 +7,16 @@ from typing import Any
 import keras
 from keras_hub.models import ImageClassifier, Task
 
-from ghostnet_keras.ghostnet import classification_head
 from ghostnet_keras.hub.backbone import GhostNetBackbone, dtype_policy_scope
 from ghostnet_keras.hub.preprocessor import GhostNetImageClassifierPreprocessor
+from ghostnet_keras.models.ghostnet import classification_head
 
 
 @keras.saving.register_keras_serializable(package="ghostnet_keras")
 class GhostNetImageClassifier(ImageClassifier):
     """GhostNet image classifier for KerasHub (`compile`/`fit`/`predict`, presets).
 
-    The head is GhostNet's (`ghostnet_keras.ghostnet.classification_head`): global average
+    The head is GhostNet's (`ghostnet_keras.models.ghostnet.classification_head`): global average
     pool, 1x1 conv to 1280 with bias and ReLU, dropout, dense; its layers are named as in the
     keras.applications-style model, so reference checkpoints load one to one
     (`ghostnet_keras.hub.load_reference_weights`, `ghostnet-hub-preset`). The dense layer

@@ -7,9 +7,9 @@ from typing import Any
 import keras
 from keras_hub.layers import ImageConverter
 
-from ghostnet_keras.ghostnet import DEFAULT_SIZE
 from ghostnet_keras.hub.backbone import GhostNetBackbone
-from ghostnet_keras.imagenet import normalization_constants
+from ghostnet_keras.models.ghostnet import DEFAULT_SIZE
+from ghostnet_keras.preprocessing import normalization_constants
 
 # `x * scale + offset == (x / 255 - mean) / std` with the ImageNet mean and std.
 IMAGENET_SCALE, IMAGENET_OFFSET = normalization_constants(3)

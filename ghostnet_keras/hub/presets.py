@@ -10,13 +10,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ghostnet_keras.ghostnet import DEFAULT_SIZE
 from ghostnet_keras.hub.backbone import GhostNetBackbone
 from ghostnet_keras.hub.flat_model import load_reference_weights
 from ghostnet_keras.hub.image_classifier import GhostNetImageClassifier
 from ghostnet_keras.hub.image_converter import GhostNetImageConverter
 from ghostnet_keras.hub.preprocessor import GhostNetImageClassifierPreprocessor
-from ghostnet_keras.imagenet import normalize_input
+from ghostnet_keras.models.ghostnet import DEFAULT_SIZE
+from ghostnet_keras.preprocessing import normalize_input
 
 # The preset is read back and checked against the checkpoint's model within this tolerance.
 CHECK_ATOL = 1e-4

@@ -1,0 +1,1 @@
+"""Measuring models: the profiler (parameters, MACs, per layer) and its MAC rules."""

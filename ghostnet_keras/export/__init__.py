@@ -1,0 +1,1 @@
+"""Exports and their shared contract (probabilities or logits, labels): ONNX, TF Serving."""

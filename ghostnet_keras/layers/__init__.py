@@ -1,0 +1,1 @@
+"""Building blocks and the custom layers a saved model may hold (registered with Keras)."""

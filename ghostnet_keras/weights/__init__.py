@@ -1,0 +1,1 @@
+"""Weights in and out: PyTorch files read without torch, strict loading, `.keras` files."""

@@ -1,0 +1,1 @@
+"""The TFLite console scripts' thin modules (`ghostnet-tflite-convert`, `-inventory`)."""
