@@ -30,7 +30,7 @@ import numpy as np
 
 from ghostnet_keras.atomic_write import write_atomically
 from ghostnet_keras.synthetic_images import synthetic_images
-from ghostnet_keras.tflite import arm64
+from ghostnet_keras.tflite import arm64, xnnpack
 from ghostnet_keras.tflite.benchmark import convert_entries
 from ghostnet_keras.tflite.benchmark_models import BASELINE, DISPLAY_NAMES
 from ghostnet_keras.tflite.benchmark_report import environment
@@ -137,9 +137,11 @@ def main() -> None:
     rows = []
     for entry in entries:
         path = args.output_dir / "models" / f"{entry.name}_{args.input_size}_{entry.mode}.tflite"
+        plan = xnnpack.partitioning(entry.data)  # x86 LiteRT's plan of the same graph
         for cpu in cpus:
             row: dict[str, Any] = {"model": entry.name, "mode": entry.mode, "cpu": cpu,
-                                   "macs": entry.macs}
+                                   "macs": entry.macs, "xnnpack_partitions": plan.partitions,
+                                   "outside_xnnpack": plan.undelegated_counts()}
             try:
                 row.update(measure(path, cpu, args.invokes, args.input_size, args.timeout))
                 print(f"{entry.key} {cpu}: {row['per_inference'] / 1e6:.2f} M instructions",

@@ -42,24 +42,10 @@ done
 staging="$target.tmp.$$"
 work="$(mktemp -d)"
 trap 'rm -rf "$work" "$staging"' EXIT
-mkdir -p "$staging/lib" "$staging/include" "$work/lists/partial" "$work/cache/archives/partial" \
-  "$work/sources" "$work/debs" "$work/status" "$work/src"
-: >"$work/status/status"
-cat >"$work/sources/debian.sources" <<SOURCES
-Types: deb deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Architectures: amd64
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SOURCES
-apt_options=(
-  -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache"
-  -o "Dir::State::status=$work/status/status"
-  -o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$work/sources"
-  -o "APT::Architecture=amd64" -o "APT::Architectures::=amd64"
-  -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1"
-)
+mkdir -p "$staging/lib" "$staging/include" "$work/debs" "$work/src"
+# shellcheck source=tools/private_apt.sh
+source "$here/private_apt.sh"
+private_apt_config "$work" "deb deb-src" "bookworm bookworm-updates" amd64
 say "reading Debian's package lists (bookworm, binary and source)"
 apt-get "${apt_options[@]}" -qq update \
   || fail "'apt-get update' failed (no access to deb.debian.org?)"
