@@ -18,7 +18,8 @@ BACKEND_PYTHONS = GHOSTNET_PYTHON_TENSORFLOW=$(abspath $(PY)) \
 	GHOSTNET_PYTHON_JAX=$(abspath .venv-jax/bin/python) \
 	GHOSTNET_PYTHON_TORCH=$(abspath .venv-torch/bin/python)
 
-.PHONY: main test test-jax test-torch lint clean software-gpu mediapipe-venv arm64-runtime
+.PHONY: main test test-jax test-torch lint clean software-gpu mediapipe-venv arm64-runtime \
+	arm64-insn-counter
 
 $(VENV)/.installed-$(EXTRAS): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +65,11 @@ mediapipe-venv:
 # nothing installed system-wide); on an arm64 host a native venv. Idempotent.
 arm64-runtime:
 	tools/install_arm64_runtime.sh
+
+# The ARM cost proxy's instruction counter: qemu-user 7.2 and a TCG plugin that counts executed
+# arm64 instructions (in ~/.cache/ghostnet_keras/arm64-insn; benchmarks/arm64_instructions.py).
+arm64-insn-counter: arm64-runtime
+	tools/build_arm64_insn_counter.sh
 
 clean:
 	rm -rf $(VENV) .venv-jax .venv-torch .venv-mediapipe runs .pytest_cache

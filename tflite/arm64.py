@@ -85,8 +85,13 @@ def ensure_runtime(timeout: float = 1800) -> None:
                                     f"{(process.stderr or process.stdout).strip()[-4000:]}")
 
 
-def python_command(cpu: str) -> tuple[list[str], dict[str, str]]:
+def python_command(cpu: str, emulator: Sequence[str] | None = None,
+                   ) -> tuple[list[str], dict[str, str]]:
     """The command prefix and environment of the arm64 Python for `cpu` (ignored when native).
+
+    `emulator` replaces `qemu-aarch64 -cpu <cpu>` (another qemu-aarch64 command that emulates
+    `cpu`, e.g. the instruction counter's `count-insns <cpu> <outfile>`); `-L <sysroot>` and the
+    Python follow it.
 
     Raises:
         ValueError: an unknown CPU name.
@@ -104,12 +109,14 @@ def python_command(cpu: str) -> tuple[list[str], dict[str, str]]:
         return [str(folder / "venv" / "bin" / "python")], env
     env["PYTHONPATH"] = str(folder / "site")
     sysroot = folder / "sysroot"
-    return [str(folder / "qemu" / "qemu-aarch64"), "-L", str(sysroot), "-cpu", cpu,
-            str(sysroot / "usr" / "bin" / "python3.11")], env
+    if emulator is None:
+        emulator = [str(folder / "qemu" / "qemu-aarch64"), "-cpu", cpu]
+    return [*emulator, "-L", str(sysroot), str(sysroot / "usr" / "bin" / "python3.11")], env
 
 
 def run(model_path: str | os.PathLike, inputs: np.ndarray, cpu: str = "cortex-a76", *,
-        timeout: float = 900) -> tuple[list[np.ndarray], dict[str, Any]]:
+        timeout: float = 900, emulator: Sequence[str] | None = None,
+        environment: dict[str, str] | None = None) -> tuple[list[np.ndarray], dict[str, Any]]:
     """The arm64 LiteRT's outputs for each input (stacked on axis 0) and what it reported.
 
     Args:
@@ -117,11 +124,14 @@ def run(model_path: str | os.PathLike, inputs: np.ndarray, cpu: str = "cortex-a7
         inputs: (N, ...) in the model input's shape (less its batch axis) and dtype.
         cpu: the emulated core, one of `CPUS`.
         timeout: seconds for the emulated process (starting LiteRT takes a few seconds).
+        emulator: another emulator command for `cpu` (see `python_command`).
+        environment: variables added to the arm64 Python's environment.
 
     Raises:
         Arm64UnavailableError: no runtime; Arm64RunError: LiteRT failed or timed out.
     """
-    command, env = python_command(cpu)
+    command, env = python_command(cpu, emulator)
+    env.update(environment or {})
     with tempfile.TemporaryDirectory(prefix="ghostnet_arm64_") as folder:
         np.save(Path(folder) / "inputs.npy", np.ascontiguousarray(inputs))
         output = Path(folder) / "outputs.npz"

@@ -63,24 +63,10 @@ for tool in apt-get apt-cache dpkg-deb python3 unzip; do
 done
 
 # --- Debian packages: qemu-user (amd64, backports) and the arm64 sysroot -----------------------
-mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/sources" "$work/debs" \
-  "$work/status"
-: >"$work/status/status"
-cat >"$work/sources/debian.sources" <<SOURCES
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates bookworm-backports
-Components: main
-Architectures: amd64 arm64
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SOURCES
-apt_options=(
-  -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache"
-  -o "Dir::State::status=$work/status/status"
-  -o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$work/sources"
-  -o "APT::Architecture=amd64" -o "APT::Architectures::=amd64" -o "APT::Architectures::=arm64"
-  -o "APT::Sandbox::User=root" -o "Debug::NoLocking=1"
-)
+# shellcheck source=tools/private_apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/private_apt.sh"
+private_apt_config "$work" deb "bookworm bookworm-updates bookworm-backports" "amd64 arm64"
+mkdir -p "$work/debs"
 say "reading Debian's package lists (bookworm, bookworm-backports; amd64 + arm64)"
 apt-get "${apt_options[@]}" -qq update \
   || fail "'apt-get update' failed (no access to deb.debian.org?)"
