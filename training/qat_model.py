@@ -149,12 +149,12 @@ def build_tf_keras_model(
         version: `"v1"`, `"v2"` or `"v3"`, the GhostNet version of `float_model`.
 
     Raises:
-        ghostnet_keras.weights.loading.WeightsError: `float_model` does not fit these arguments.
+        ghostnet_keras.weights.strict.WeightsError: `float_model` does not fit these arguments.
     """
     tf_keras, _ = qat_modules()
     from ghostnet_keras.models.ghostnet import build_ghostnet
     from ghostnet_keras.models.reparameterize import has_branches, reparameterize
-    from ghostnet_keras.weights.loading import copy_weights_by_name
+    from ghostnet_keras.weights.strict import copy_weights_by_name
 
     if version == "v3" and has_branches(float_model):
         float_model = reparameterize(float_model)

@@ -70,12 +70,9 @@ def convert_checkpoint(
     raw = read_state_dict(checkpoint)  # an unreadable file fails before Keras is imported
     from ghostnet_keras.models.arguments import any_size_input_shape
     from ghostnet_keras.models.ghostnet import create_ghostnet
-    from ghostnet_keras.weights.loading import (
-    WeightsError,
-    load_reference_state_dict,
-    timm_state_dict,
-    write_weights_atomically,
-)
+    from ghostnet_keras.weights.loading import load_reference_state_dict, write_weights_atomically
+    from ghostnet_keras.weights.reference_names import timm_state_dict
+    from ghostnet_keras.weights.strict import WeightsError
     from ghostnet_keras.weights.torch_files import read_state_dict
 
     state_dict = timm_state_dict(raw)

@@ -3,7 +3,8 @@
 Same conventions as `ghostnet_keras.layers.blocks` (functions on symbolic tensors, built-in
 layers from the `layers` module they are given, layer names `{name}_{part}`, PyTorch padding and BN
 constants); semantics are those of timm's `timm/models/ghostnet.py` (1.0.31), whose
-`state_dict` keys the layer names map to (`ghostnet_keras.weights.loading.reference_module_path`).
+`state_dict` keys the layer names map to
+(`ghostnet_keras.weights.reference_names.reference_module_path`).
 
 - GhostNetV2 (NeurIPS 2022): the first Ghost module of every block but the first two is
   multiplied by a DFC attention gate (`dfc_attention`).

@@ -26,12 +26,8 @@ from ghostnet_keras.models.arguments import (
     validate_weights_path,
 )
 from ghostnet_keras.preprocessing import normalization_layer
-from ghostnet_keras.weights.loading import (
-    IMAGENET_VARIANTS,
-    imagenet_variant,
-    is_training_form,
-    load_ghostnet_weights,
-)
+from ghostnet_keras.weights.imagenet_cache import IMAGENET_VARIANTS, imagenet_variant
+from ghostnet_keras.weights.loading import is_training_form, load_ghostnet_weights
 
 
 class BlockSpec(NamedTuple):
