@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ghostnet_keras.layers.blocks_v2v3 import TRAINING_FORM_KEY, TRAINING_FORM_LAYER
 from ghostnet_keras.weights.imagenet_cache import imagenet_variant, imagenet_weights_path
 from ghostnet_keras.weights.reference_names import reference_layout, timm_state_dict
 from ghostnet_keras.weights.strict import (
@@ -34,9 +35,8 @@ from ghostnet_keras.weights.strict import (
 from ghostnet_keras.weights.torch_files import SUPPORTED_SUFFIXES as REFERENCE_SUFFIXES
 
 KERAS_SUFFIXES = (".weights.h5", ".keras")
-# GhostNetV3's training form: the first primary branch of a Ghost module (Keras, reference).
-_TRAINING_FORM_LAYER = re.compile(r"\w+_primary\d+_conv")
-_TRAINING_FORM_KEY = "_rpr_"
+# GhostNetV3's training form (Keras layer names, reference keys).
+_TRAINING_FORM_LAYER = re.compile(TRAINING_FORM_LAYER)
 
 ModelBuilder = Callable[..., keras.Model]
 """Builds a new model of the caller's architecture; keyword arguments override those of
@@ -58,7 +58,7 @@ def is_training_form(weights: str | os.PathLike) -> bool:
     if name.endswith(REFERENCE_SUFFIXES):
         from ghostnet_keras.weights.torch_files import read_state_dict
 
-        return any(_TRAINING_FORM_KEY in key for key in read_state_dict(path))
+        return any(TRAINING_FORM_KEY in key for key in read_state_dict(path))
     if name.endswith(KERAS_SUFFIXES):
         from ghostnet_keras.weights.keras_files import keras_weight_layer_names
 

@@ -16,48 +16,17 @@ from typing import Any
 import keras
 import numpy as np
 
+from ghostnet_keras.layers import blocks, blocks_v2v3
 from ghostnet_keras.weights.strict import WeightsError
 
-# Keras layer name (without the `block{s}{letter}_` prefix) -> reference module path.
-_BLOCK_PARTS = {
-    "ghost1_primary_conv": "ghost1.primary_conv.0",
-    "ghost1_primary_bn": "ghost1.primary_conv.1",
-    "ghost1_cheap_dwconv": "ghost1.cheap_operation.0",
-    "ghost1_cheap_bn": "ghost1.cheap_operation.1",
-    "ghost2_primary_conv": "ghost2.primary_conv.0",
-    "ghost2_primary_bn": "ghost2.primary_conv.1",
-    "ghost2_cheap_dwconv": "ghost2.cheap_operation.0",
-    "ghost2_cheap_bn": "ghost2.cheap_operation.1",
-    "dw_dwconv": "conv_dw",
-    "dw_bn": "bn_dw",
-    "se_reduce_conv": "se.conv_reduce",
-    "se_expand_conv": "se.conv_expand",
-    "shortcut_dw_dwconv": "shortcut.0",
-    "shortcut_dw_bn": "shortcut.1",
-    "shortcut_conv": "shortcut.2",
-    "shortcut_bn": "shortcut.3",
-}
-# GhostNetV2/V3 parts (`ghostnet_keras.layers.blocks_v2v3`), with the branch index where there
-# is one.
-_BLOCK_PART_PATTERNS = tuple((re.compile(keras_part), reference) for keras_part, reference in (
-    (r"(ghost[12])_primary(\d+)_conv", r"\1.primary_rpr_conv.\2.conv"),
-    (r"(ghost[12])_primary(\d+)_bn", r"\1.primary_rpr_conv.\2.bn1"),
-    (r"(ghost[12])_cheap(\d+)_dwconv", r"\1.cheap_rpr_conv.\2.conv"),
-    (r"(ghost[12])_cheap(\d+)_bn", r"\1.cheap_rpr_conv.\2.bn1"),
-    (r"(ghost[12])_cheap_scale_dwconv", r"\1.cheap_rpr_scale.conv"),
-    (r"(ghost[12])_cheap_scale_bn", r"\1.cheap_rpr_scale.bn1"),
-    (r"(ghost[12])_cheap_skip_bn", r"\1.cheap_rpr_skip"),
-    (r"(ghost1)_short_conv", r"\1.short_conv.0"),
-    (r"(ghost1)_short_bn", r"\1.short_conv.1"),
-    (r"(ghost1)_short_hdwconv", r"\1.short_conv.2"),
-    (r"(ghost1)_short_hbn", r"\1.short_conv.3"),
-    (r"(ghost1)_short_vdwconv", r"\1.short_conv.4"),
-    (r"(ghost1)_short_vbn", r"\1.short_conv.5"),
-    (r"dw(\d+)_dwconv", r"dw_rpr_conv.\1.conv"),
-    (r"dw(\d+)_bn", r"dw_rpr_conv.\1.bn1"),
-    (r"dw_scale_dwconv", r"dw_rpr_scale.conv"),
-    (r"dw_scale_bn", r"dw_rpr_scale.bn1"),
-))
+# Each family's bottleneck parts (the layer name without its `block{s}{letter}_` prefix) ->
+# reference module path, kept next to the blocks that name them: v1's by name, then
+# GhostNetV2/V3's by pattern (with the branch index where there is one).
+_BLOCK_PARTS = blocks.REFERENCE_PARTS
+_BLOCK_PART_PATTERNS = tuple(
+    (re.compile(keras_part), reference)
+    for keras_part, reference in blocks_v2v3.REFERENCE_PART_PATTERNS
+)
 _TOP_LEVEL = {
     "stem_conv": "conv_stem",
     "stem_bn": "bn1",
