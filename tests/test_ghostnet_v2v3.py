@@ -29,8 +29,9 @@ from ghostnet_keras import (
     reparameterize,
 )
 from ghostnet_keras.models.ghostnet import STAGES
-from ghostnet_keras.weights import loading as weights_module
-from ghostnet_keras.weights.loading import WeightsError, reference_layout
+from ghostnet_keras.weights import imagenet_cache
+from ghostnet_keras.weights.reference_names import reference_layout
+from ghostnet_keras.weights.strict import WeightsError
 
 from .conftest import REFERENCE_DIR, TEST_DATA_DIR, unavailable
 
@@ -265,7 +266,7 @@ def test_wrong_form_or_version_is_an_error() -> None:
 
 def test_imagenet_download_failure_is_clear(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(weights_module, "HUB_URL", "http://127.0.0.1:9/{variant}.safetensors")
+    monkeypatch.setattr(imagenet_cache, "HUB_URL", "http://127.0.0.1:9/{variant}.safetensors")
     with pytest.raises(RuntimeError, match=r"ghostnetv2_130_in1k\.safetensors"):
         GhostNetV2(width=1.3, weights="imagenet")
     assert not list((tmp_path / "models").glob("*.weights.h5"))
@@ -278,7 +279,7 @@ def test_imagenet_weights_convert_once_from_the_keras_cache(
     # The hub files as keras.utils.get_file caches them; the random oracle weights stand in for
     # the trained ones (same layout). timm publishes V3 at width 1.0 only: the oracle is 0.5.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setitem(weights_module.IMAGENET_VARIANTS, ("v3", 0.5), "ghostnetv3_050")
+    monkeypatch.setitem(imagenet_cache.IMAGENET_VARIANTS, ("v3", 0.5), "ghostnetv3_050")
     (tmp_path / "models").mkdir()
     for variant in ("ghostnetv2_100", "ghostnetv3_050"):
         shutil.copyfile(v2v3_dir / f"{variant}.safetensors",
@@ -414,7 +415,7 @@ def test_tf_keras_twin_from_the_same_definition(compact_v2: keras.Model) -> None
     import tf_keras
 
     from ghostnet_keras.models.ghostnet import build_ghostnet
-    from ghostnet_keras.weights.loading import copy_weights_by_name
+    from ghostnet_keras.weights.strict import copy_weights_by_name
 
     twin = build_ghostnet(width=0.1, classes=10, classifier_activation=None,
                           input_shape=(None, None, 3), keras_module=tf_keras, version="v2")

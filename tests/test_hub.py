@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ghostnet_keras.preprocessing import normalize_input
-from ghostnet_keras.weights.loading import WeightsError
+from ghostnet_keras.weights.strict import WeightsError
 
 from .conftest import (
     COMPACT_CLASSES,

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from ghostnet_keras import GhostNet, GhostNetV2, GhostNetV3, reparameterize
-from ghostnet_keras.weights import loading as weights_module
+from ghostnet_keras.weights import imagenet_cache, strict
 from ghostnet_keras.weights.loading import (
-    WeightsError,
-    copy_weights_by_name,
+    has_training_form,
     is_training_form,
     load_ghostnet_weights,
 )
+from ghostnet_keras.weights.strict import WeightsError, copy_weights_by_name
 
 from .conftest import COMPACT_WEIGHTS, TEST_DATA_DIR
 
@@ -137,7 +137,7 @@ def test_the_reported_v2_file_into_ghostnet_is_refused(files: dict) -> None:
 def test_errors_name_a_few_tensors_with_shapes_and_count_the_rest(files, targets) -> None:
     error = str(_refused(targets["v1 width 0.1"], files["v2.keras"], UNUSED_DFC_LAYER))
     named = [line for line in error.splitlines() if "unexpected layer" in line]
-    assert len(named) == weights_module.SHOWN_PER_PROBLEM
+    assert len(named) == strict.SHOWN_PER_PROBLEM
     assert all("(weights (" in line for line in named)
     assert "more unused" in error
 
@@ -152,7 +152,7 @@ def test_every_format_loads_exactly_with_and_without_top(sources: dict, files: d
         # The head rule: a backbone ignores exactly the head's layers of a full file.
         skipped = {layer.name for layer in full.layers if layer.weights} - {
             layer.name for layer in backbone.layers if layer.weights}
-        assert skipped == set(weights_module.HEAD_LAYERS)
+        assert skipped == set(strict.HEAD_LAYERS)
         for model in (full, backbone):
             for layer in model.layers:
                 for loaded, saved in zip(layer.get_weights(), expected.get(layer.name, []),
@@ -166,7 +166,7 @@ def test_a_backbone_ignores_only_the_head(files: dict, fmt: str) -> None:
     with pytest.raises(WeightsError) as error:
         GhostNet(width=0.1, include_top=False, weights=files[fmt])
     assert "short" in str(error.value)
-    for head in (*weights_module.HEAD_LAYERS, *weights_module.HEAD_TENSORS):
+    for head in (*strict.HEAD_LAYERS, *strict.HEAD_TENSORS):
         assert f"'{head}" not in str(error.value)
 
 
@@ -178,7 +178,7 @@ def test_training_form_keras_file_fuses_into_the_deploy_form(
     assert is_training_form(files[fmt])
     deploy = GhostNetV3(width=0.1, classes=10, input_shape=SHAPE, classifier_activation=None,
                         reparameterized=True, weights=files[fmt])
-    assert not weights_module.has_training_form(deploy)
+    assert not has_training_form(deploy)
     images = np.random.default_rng(0).uniform(0, 255, (2, *SHAPE)).astype(np.float32)
     expected = keras.ops.convert_to_numpy(sources["v3"](images, training=False))
     fused = keras.ops.convert_to_numpy(deploy(images, training=False))
@@ -254,7 +254,7 @@ def test_imagenet_cache_that_does_not_fit_is_refused(
     files: dict, targets: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setitem(weights_module.IMAGENET_VARIANTS, ("v1", 0.1), "ghostnet_010")
+    monkeypatch.setitem(imagenet_cache.IMAGENET_VARIANTS, ("v1", 0.1), "ghostnet_010")
     cache = tmp_path / "models" / "ghostnet_010_imagenet.weights.h5"
     cache.parent.mkdir()
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ghostnet_keras import GhostNet
-from ghostnet_keras.weights.loading import WeightsError
+from ghostnet_keras.weights.strict import WeightsError
 
 from .conftest import (
     COMPACT_CLASSES,

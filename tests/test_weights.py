@@ -14,12 +14,10 @@ from safetensors.numpy import load_file, save_file
 
 from ghostnet_keras import GhostNet
 from ghostnet_keras.cli.convert_checkpoint import convert_checkpoint
-from ghostnet_keras.weights import loading as weights_module
-from ghostnet_keras.weights.loading import (
-    WeightsError,
-    load_ghostnet_weights,
-    reference_module_path,
-)
+from ghostnet_keras.weights import imagenet_cache
+from ghostnet_keras.weights.loading import load_ghostnet_weights
+from ghostnet_keras.weights.reference_names import reference_module_path
+from ghostnet_keras.weights.strict import WeightsError
 
 from .conftest import COMPACT_CLASSES, COMPACT_WEIGHTS, COMPACT_WIDTH, TEST_DATA_DIR, WIDTH_TAGS
 
@@ -202,7 +200,7 @@ def test_converter_fails_cleanly_and_writes_nothing(tmp_path: Path) -> None:
 
 def test_imagenet_download_failure_is_clear(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(weights_module, "IMAGENET_WEIGHTS_URL",
+    monkeypatch.setattr(imagenet_cache, "IMAGENET_WEIGHTS_URL",
                         "http://127.0.0.1:9/ghostnet_100/model.safetensors")
     with pytest.raises(RuntimeError, match="Could not download the GhostNet ImageNet weights"):
         GhostNet(weights="imagenet")

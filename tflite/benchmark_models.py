@@ -40,12 +40,13 @@ def build_zoo_model(name: str, input_size: int = 224) -> Any:
 
     shape = (input_size, input_size, 3)
     if name.startswith("ghostnet") and name in DISPLAY_NAMES:
+        from ghostnet_keras.layers.blocks_v2v3 import DEPLOY_FORM_VERSIONS
         from ghostnet_keras.models.ghostnet import create_ghostnet
 
         family, width = name.split("_")
         version = family.removeprefix("ghostnet") or "v1"
         return create_ghostnet(version, width=int(width) / 100, input_shape=shape, name=name,
-                               reparameterized=version == "v3")
+                               reparameterized=version in DEPLOY_FORM_VERSIONS)
     applications = {"mobilenetv3_large": keras.applications.MobileNetV3Large,
                     "mobilenetv3_small": keras.applications.MobileNetV3Small}
     if name not in applications:

@@ -149,14 +149,15 @@ def build_tf_keras_model(
         version: `"v1"`, `"v2"` or `"v3"`, the GhostNet version of `float_model`.
 
     Raises:
-        ghostnet_keras.weights.loading.WeightsError: `float_model` does not fit these arguments.
+        ghostnet_keras.weights.strict.WeightsError: `float_model` does not fit these arguments.
     """
     tf_keras, _ = qat_modules()
+    from ghostnet_keras.layers.blocks_v2v3 import DEPLOY_FORM_VERSIONS
     from ghostnet_keras.models.ghostnet import build_ghostnet
     from ghostnet_keras.models.reparameterize import has_branches, reparameterize
-    from ghostnet_keras.weights.loading import copy_weights_by_name
+    from ghostnet_keras.weights.strict import copy_weights_by_name
 
-    if version == "v3" and has_branches(float_model):
+    if version in DEPLOY_FORM_VERSIONS and has_branches(float_model):
         float_model = reparameterize(float_model)
 
     include_preprocessing = any(layer.name == "preprocessing" for layer in float_model.layers)
@@ -172,7 +173,7 @@ def build_tf_keras_model(
         keras_module=tf_keras,
         data_format="channels_last",  # TFLite is NHWC; the weights copy from either format
         version=version,
-        reparameterized=version == "v3",
+        reparameterized=version in DEPLOY_FORM_VERSIONS,
     )
     copy_weights_by_name(float_model, model)
     return model

@@ -68,14 +68,12 @@ def convert_checkpoint(
     if not output.name.endswith((".weights.h5", ".keras")):
         raise ValueError(f"--output must end with .weights.h5 or .keras; received {output}.")
     raw = read_state_dict(checkpoint)  # an unreadable file fails before Keras is imported
+    from ghostnet_keras.layers.blocks_v2v3 import DEPLOY_FORM_VERSIONS, TRAINING_FORM_KEY
     from ghostnet_keras.models.arguments import any_size_input_shape
     from ghostnet_keras.models.ghostnet import create_ghostnet
-    from ghostnet_keras.weights.loading import (
-    WeightsError,
-    load_reference_state_dict,
-    timm_state_dict,
-    write_weights_atomically,
-)
+    from ghostnet_keras.weights.loading import load_reference_state_dict, write_weights_atomically
+    from ghostnet_keras.weights.reference_names import timm_state_dict
+    from ghostnet_keras.weights.strict import WeightsError
     from ghostnet_keras.weights.torch_files import read_state_dict
 
     state_dict = timm_state_dict(raw)
@@ -85,7 +83,8 @@ def convert_checkpoint(
     version = MODELS[model]
     keras_model = create_ghostnet(
         version, width=width, classes=classes, input_shape=any_size_input_shape(),
-        reparameterized=version == "v3" and not any("_rpr_" in key for key in state_dict),
+        reparameterized=version in DEPLOY_FORM_VERSIONS
+        and not any(TRAINING_FORM_KEY in key for key in state_dict),
     )
     load_reference_state_dict(keras_model, state_dict, source=str(checkpoint))
     return write_weights_atomically(keras_model, output)

@@ -170,7 +170,7 @@ def _model_path(model: str, saved_model: bool) -> Path:
 
 
 def _check_imagenet(version: str, width: float, classes: int) -> None:
-    from ghostnet_keras.weights.loading import IMAGENET_VARIANTS, imagenet_variant
+    from ghostnet_keras.weights.imagenet_cache import IMAGENET_VARIANTS, imagenet_variant
 
     if imagenet_variant(version, width) is None:
         published = ", ".join(f"{v} width {w}" for v, w in IMAGENET_VARIANTS)
@@ -207,7 +207,7 @@ def load(spec: ModelSpec, **build_options: Any) -> Any:
     except RuntimeError as error:
         if spec.weights != "imagenet":
             raise
-        # weights.imagenet_weights_path: the download failed; its message says what to do.
+        # imagenet_cache.imagenet_weights_path: the download failed; its message says what to do.
         raise UserError(f"{error} On the command line: --weights=<that file>.") from error
 
 

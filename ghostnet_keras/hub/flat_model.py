@@ -19,7 +19,7 @@ from ghostnet_keras.hub.backbone import GhostNetBackbone
 from ghostnet_keras.hub.image_classifier import GhostNetImageClassifier
 from ghostnet_keras.hub.image_converter import IMAGENET_OFFSET, IMAGENET_SCALE
 from ghostnet_keras.models.ghostnet import build_ghostnet, create_ghostnet
-from ghostnet_keras.weights.loading import copy_weights_by_name
+from ghostnet_keras.weights.strict import copy_weights_by_name
 
 
 def _parts(model: GhostNetImageClassifier | GhostNetBackbone) -> tuple[GhostNetBackbone, Any]:

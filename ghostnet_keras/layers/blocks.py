@@ -34,6 +34,27 @@ from ghostnet_keras.data_format import channel_axis, resolve_data_format
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
+REFERENCE_PARTS = {
+    "ghost1_primary_conv": "ghost1.primary_conv.0",
+    "ghost1_primary_bn": "ghost1.primary_conv.1",
+    "ghost1_cheap_dwconv": "ghost1.cheap_operation.0",
+    "ghost1_cheap_bn": "ghost1.cheap_operation.1",
+    "ghost2_primary_conv": "ghost2.primary_conv.0",
+    "ghost2_primary_bn": "ghost2.primary_conv.1",
+    "ghost2_cheap_dwconv": "ghost2.cheap_operation.0",
+    "ghost2_cheap_bn": "ghost2.cheap_operation.1",
+    "dw_dwconv": "conv_dw",
+    "dw_bn": "bn_dw",
+    "se_reduce_conv": "se.conv_reduce",
+    "se_expand_conv": "se.conv_expand",
+    "shortcut_dw_dwconv": "shortcut.0",
+    "shortcut_dw_bn": "shortcut.1",
+    "shortcut_conv": "shortcut.2",
+    "shortcut_bn": "shortcut.3",
+}
+"""The weighted layers of a Ghost bottleneck (without its `{name}_` prefix) -> their module path
+in the reference (timm / official) `state_dict` (`ghostnet_keras.weights.reference_names`)."""
+
 Tensor = Any  # a symbolic (Keras) tensor
 
 

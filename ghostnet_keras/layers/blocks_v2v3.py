@@ -3,7 +3,8 @@
 Same conventions as `ghostnet_keras.layers.blocks` (functions on symbolic tensors, built-in
 layers from the `layers` module they are given, layer names `{name}_{part}`, PyTorch padding and BN
 constants); semantics are those of timm's `timm/models/ghostnet.py` (1.0.31), whose
-`state_dict` keys the layer names map to (`ghostnet_keras.weights.loading.reference_module_path`).
+`state_dict` keys the layer names map to
+(`ghostnet_keras.weights.reference_names.reference_module_path`).
 
 - GhostNetV2 (NeurIPS 2022): the first Ghost module of every block but the first two is
   multiplied by a DFC attention gate (`dfc_attention`).
@@ -37,8 +38,40 @@ from ghostnet_keras.layers.blocks import (
 V3_BRANCHES = 3
 # Blocks with a global index above this use the V2/V3 attention ("attn"/"shortcut" mode).
 FIRST_ATTENTION_BLOCK = 2
+ATTENTION_VERSIONS = ("v2", "v3")
+"""The versions with DFC attention (built channels_last only, at least `ATTENTION_MIN_SIZE`)."""
+# The DFC gate average-pools the stride-32 map 2x2, so that map needs 2 pixels.
+ATTENTION_MIN_SIZE = 33
 DFC_KERNEL_SIZE = 5
 CHEAP_KERNEL_SIZE = 3
+
+REFERENCE_PART_PATTERNS = (
+    (r"(ghost[12])_primary(\d+)_conv", r"\1.primary_rpr_conv.\2.conv"),
+    (r"(ghost[12])_primary(\d+)_bn", r"\1.primary_rpr_conv.\2.bn1"),
+    (r"(ghost[12])_cheap(\d+)_dwconv", r"\1.cheap_rpr_conv.\2.conv"),
+    (r"(ghost[12])_cheap(\d+)_bn", r"\1.cheap_rpr_conv.\2.bn1"),
+    (r"(ghost[12])_cheap_scale_dwconv", r"\1.cheap_rpr_scale.conv"),
+    (r"(ghost[12])_cheap_scale_bn", r"\1.cheap_rpr_scale.bn1"),
+    (r"(ghost[12])_cheap_skip_bn", r"\1.cheap_rpr_skip"),
+    (r"(ghost1)_short_conv", r"\1.short_conv.0"),
+    (r"(ghost1)_short_bn", r"\1.short_conv.1"),
+    (r"(ghost1)_short_hdwconv", r"\1.short_conv.2"),
+    (r"(ghost1)_short_hbn", r"\1.short_conv.3"),
+    (r"(ghost1)_short_vdwconv", r"\1.short_conv.4"),
+    (r"(ghost1)_short_vbn", r"\1.short_conv.5"),
+    (r"dw(\d+)_dwconv", r"dw_rpr_conv.\1.conv"),
+    (r"dw(\d+)_bn", r"dw_rpr_conv.\1.bn1"),
+    (r"dw_scale_dwconv", r"dw_rpr_scale.conv"),
+    (r"dw_scale_bn", r"dw_rpr_scale.bn1"),
+)
+"""The V2/V3 parts of a bottleneck (a pattern over the layer name without its `{name}_` prefix)
+-> their module path in timm's `state_dict` (a `re` template; `weights.reference_names`)."""
+TRAINING_FORM_LAYER = r"\w+_primary\d+_conv"
+"""GhostNetV3's training form in Keras: the first primary branch of a Ghost module."""
+TRAINING_FORM_KEY = "_rpr_"
+"""GhostNetV3's training form in a reference `state_dict` (`primary_rpr_conv`, ...)."""
+DEPLOY_FORM_VERSIONS = ("v3",)
+"""The versions built as parallel conv-BN branches that `reparameterized=True` fuses."""
 
 
 def dfc_attention(

@@ -16,7 +16,11 @@ import keras
 from ghostnet_keras import imagenet
 from ghostnet_keras.data_format import channel_axis, resolve_data_format
 from ghostnet_keras.layers.blocks import conv_bn, ghost_bottleneck, make_divisible
-from ghostnet_keras.layers.blocks_v2v3 import bottleneck_parts
+from ghostnet_keras.layers.blocks_v2v3 import (
+    ATTENTION_MIN_SIZE,
+    ATTENTION_VERSIONS,
+    bottleneck_parts,
+)
 from ghostnet_keras.models.arguments import (
     MIN_SIZE,
     image_input,
@@ -26,12 +30,8 @@ from ghostnet_keras.models.arguments import (
     validate_weights_path,
 )
 from ghostnet_keras.preprocessing import normalization_layer
-from ghostnet_keras.weights.loading import (
-    IMAGENET_VARIANTS,
-    imagenet_variant,
-    is_training_form,
-    load_ghostnet_weights,
-)
+from ghostnet_keras.weights.imagenet_cache import IMAGENET_VARIANTS, imagenet_variant
+from ghostnet_keras.weights.loading import is_training_form, load_ghostnet_weights
 
 
 class BlockSpec(NamedTuple):
@@ -72,8 +72,6 @@ STEM_CHANNELS = 16
 TOP_CHANNELS = 960
 HEAD_CHANNELS = 1280
 DEFAULT_SIZE = 224
-# GhostNetV2/V3: the DFC gate average-pools the stride-32 map 2x2, so that map needs 2 pixels.
-ATTENTION_MIN_SIZE = 33
 
 # Output of each stride, as in timm's `features_only` GhostNet (stride 32 is the 960-channel
 # `top` conv, timm's `blocks.9`).
@@ -244,7 +242,7 @@ def build_ghostnet(
     """
     layers = keras_module.layers
     data_format = resolve_data_format(data_format, layers)
-    if version != "v1" and data_format != "channels_last":
+    if version in ATTENTION_VERSIONS and data_format != "channels_last":
         raise ValueError(
             f"GhostNet{version.upper()} is built channels_last only (its DFC attention and "
             "re-parameterised branches are not written for channels_first yet); set "
@@ -312,7 +310,8 @@ def create_ghostnet(
     data_format = resolve_data_format(None)
     input_shape = validate_input_shape(
         input_shape, input_tensor, DEFAULT_SIZE, needs_rgb=weights is not None,
-        min_size=MIN_SIZE if version == "v1" else ATTENTION_MIN_SIZE, data_format=data_format,
+        min_size=ATTENTION_MIN_SIZE if version in ATTENTION_VERSIONS else MIN_SIZE,
+        data_format=data_format,
     )
     arguments = dict(
         width=float(width),

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from ghostnet_keras.layers.blocks_v2v3 import V3_BRANCHES, depthwise_v3, v3_cheap, v3_primary
-from ghostnet_keras.weights.loading import assign_layer_weights
+from ghostnet_keras.weights.strict import assign_layer_weights
 
 # The add layer that closes each group of branches, and the layers of its branches.
 _GROUP = re.compile(r"(?P<prefix>\w+?)_(?P<kind>primary|cheap|dw)_add")
