@@ -37,6 +37,12 @@ from ghostnet_keras import preprocessing  # noqa: E402
 from ghostnet_keras.data_format import to_channels_last  # noqa: E402
 from ghostnet_keras.export import contract as heads  # noqa: E402
 from ghostnet_keras.export import image_header  # noqa: E402
+from ghostnet_keras.export.request_limits import (  # noqa: E402
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    RequestLimits,
+)
 from ghostnet_keras.synthetic_images import synthetic_image  # noqa: E402
 
 SERVING_SIGNATURE = "serving_default"
@@ -53,41 +59,6 @@ WARMUP_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
 LABELS_FILE = "labels.txt"
 LIMITS_FILE = "request_limits.json"
-DEFAULT_MAX_PIXELS = 25_000_000  # a 24-megapixel photo (6000 x 4000, 6016 x 4016) fits
-DEFAULT_MAX_BATCH_SIZE = 32
-DEFAULT_MAX_IMAGE_BYTES = 64 * 2**20
-
-
-@dataclasses.dataclass(frozen=True)
-class RequestLimits:
-    """What one request may hold; fixed at export, checked in the graph before any decoding.
-
-    `max_pixels` bounds the pixels an image's header declares (a GIF: the canvas plus every
-    frame, all of which the decoder holds), the image the resize makes of it (the shorter
-    side scaled to `eval_resize_size(image_size)`: a 1 x 100000 strip would become huge), and
-    the height x width of a `predict_images` input.
-    """
-
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
-    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
-
-    def checked(self, image_size: int) -> RequestLimits:
-        """These limits as plain ints, or ValueError naming the one that cannot work."""
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(
-                    f"{field.name} must be a positive integer; received {value!r}.")
-        least = 4 * preprocessing.eval_resize_size(image_size) ** 2
-        if self.max_pixels < least:
-            raise ValueError(
-                f"max_pixels={self.max_pixels} is too small for image_size={image_size}: "
-                f"it must be at least {least} (four times the resized image before the crop)."
-            )
-        return RequestLimits(*(int(value) for value in dataclasses.astuple(self)))
-
-
 def _decode_and_preprocess(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
     """JPEG/PNG/GIF/BMP bytes (scalar string) -> preprocessed `float32` crop."""
     image = tf.io.decode_image(
