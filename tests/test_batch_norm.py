@@ -125,6 +125,7 @@ def test_without_scale_and_center_and_under_xla() -> None:
 
 
 def test_with_fused_batch_norm_copies_a_model(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(0)
     model = ghostnet_keras.GhostNet(width=0.5, input_shape=(64, 64, 3), weights=None, classes=10,
                                     dropout_rate=0.0, classifier_activation=None)
     fused = with_fused_batch_norm(model)
@@ -146,7 +147,9 @@ def test_with_fused_batch_norm_copies_a_model(tmp_path: Path) -> None:
     # (over 2, rounding differences of near-zero variances grow through the net).
     x = _inputs((4, 64, 64, 3))
     np.testing.assert_array_equal(fused(x, training=False), model(x, training=False))
-    np.testing.assert_allclose(fused(x, training=True), model(x, training=True), atol=1e-4)
+    # Fused and unfused batch statistics round differently: up to ~2e-4 on logits of ~0.5 (seen
+    # in CI); moving instead of batch statistics would be off by whole units.
+    np.testing.assert_allclose(fused(x, training=True), model(x, training=True), atol=5e-4)
     path = f"{tmp_path}/fused.keras"
     fused.save(path)  # loads once ghostnet_keras is imported (registered)
     assert type(keras.saving.load_model(path).get_layer(norms[0][0].name)) is (
