@@ -86,6 +86,11 @@ def load_model_for_export(
     """
     spec = model_flags.check(model_path, width=width, weights=weights, classes=classes,
                              version=version, input_size=input_size, require_weights=True)
+    return _load_served(spec)
+
+
+def _load_served(spec: Any) -> Any:
+    """The model of `spec` as served: softmax head, preprocessing inside (RGB in [0, 255])."""
     return model_flags.load(spec, include_top=True, classifier_activation="softmax",
                             include_preprocessing=True)
 
@@ -127,8 +132,7 @@ def export(
         raise app.UsageError(f"{target} already exists; pass --overwrite or another --version.")
     from ghostnet_keras.export.serving import export_serving_model
 
-    loaded = model_flags.load(spec, include_top=True, classifier_activation="softmax",
-                              include_preprocessing=True)
+    loaded = _load_served(spec)
     return export_serving_model(loaded, export_base, version, overwrite=overwrite,
                                 **{name: value for name, value in export_options.items()
                                    if value is not None})
