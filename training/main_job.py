@@ -215,9 +215,15 @@ class Pipeline:
                 mediapipe[f"tflite_{fmt}"] = float((predicted == labels).mean())
         import tensorflow as tf
 
+        from ghostnet_keras.export.serving import DEFAULT_MAX_BATCH_SIZE
+
         loaded = tf.saved_model.load(str(inputs["serving"]["saved_model"]))
-        outputs = loaded.signatures["predict_images"](images=tf.constant(images))
-        results["savedmodel"] = _accuracy(outputs["probabilities"].numpy(), labels)
+        predict = loaded.signatures["predict_images"]  # at most max_batch_size per request
+        probabilities = np.concatenate([
+            predict(images=tf.constant(images[start:start + DEFAULT_MAX_BATCH_SIZE]))[
+                "probabilities"].numpy()
+            for start in range(0, len(images), DEFAULT_MAX_BATCH_SIZE)])
+        results["savedmodel"] = _accuracy(probabilities, labels)
         return {"accuracy": _write_json(folder / "accuracy.json", results),
                 "mediapipe": _write_json(folder / "mediapipe.json", mediapipe)}
 
